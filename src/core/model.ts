@@ -45,6 +45,11 @@ export interface Project {
   name: string;
   /** desired: the version that should run; null before the first deploy */
   currentVersionId: string | null;
+  /**
+   * The version routers send traffic to. It trails currentVersionId during a deploy: the route switch is a step of
+   * the deploy's job tree, taken once the new instances are ready.
+   */
+  routedVersionId: string | null;
   /** desired: per-service instance counts set by `enjin scale`, overriding the manifest */
   scale: Record<string, number>;
   createdAt: string;

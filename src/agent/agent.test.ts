@@ -1,0 +1,432 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tar from 'tar';
+import { MemoryBus } from '../bus/memory.ts';
+import { EnjinError } from '../core/errors.ts';
+import { subjects, type AgentReply, type AgentRequest, type InstanceReport, type InstanceSpec, type NodeStateUpdate, type Notification, type VersionSpec } from '../core/messages.ts';
+import { Agent, type AgentOptions } from './agent.ts';
+import { readProcStat } from './drivers/process.ts';
+
+const root = mkdtempSync(join(tmpdir(), 'enjin-agent-'));
+const TOKEN = 'secret-token';
+const node = JSON.stringify(process.execPath);
+
+// ---- a package server: tarballs built with node-tar, served with a bearer token ------------------------------------
+
+const packages = new Map<string, Buffer>();
+let server: Server;
+let baseUrl = '';
+const fetches = new Map<string, number>();
+
+const SERVER_JS = `
+const http = require('node:http');
+const delay = Number(process.env.LISTEN_DELAY_MS || 0);
+console.log('booting on port ' + process.env.PORT);
+setTimeout(() => {
+  http.createServer((req, res) => {
+    res.statusCode = req.url === '/health' ? 204 : 200;
+    res.end('hello from ' + process.pid);
+  }).listen(Number(process.env.PORT), () => console.log('listening'));
+}, delay);
+process.on('SIGTERM', () => process.exit(0));
+`;
+
+async function makePackage(name: string, files: Record<string, string>): Promise<{ sha256: string; size: number; url: string }> {
+  const src = join(root, 'src', name);
+  mkdirSync(src, { recursive: true });
+  for (const [f, body] of Object.entries(files)) writeFileSync(join(src, f), body);
+  const file = join(root, 'src', `${name}.tar.gz`);
+  await tar.c({ gzip: true, cwd: src, file, portable: true }, Object.keys(files));
+  const bytes = readFileSync(file);
+  packages.set(name, bytes);
+  return { sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.length, url: `${baseUrl}/packages/${name}` };
+}
+
+async function versionSpec(versionId: string, prepare: string[] = [], files: Record<string, string> = { 'server.cjs': SERVER_JS }): Promise<VersionSpec> {
+  const pkg = await makePackage(versionId, files);
+  return { versionId, project: 'shop', sha256: pkg.sha256, size: pkg.size, url: pkg.url, token: TOKEN, prepare, env: { COUNT_FILE: join(root, `${versionId}.count`) } };
+}
+
+before(async () => {
+  server = createServer((req, res) => {
+    const name = decodeURIComponent((req.url ?? '').replace(/^\/packages\//, ''));
+    if (req.headers.authorization !== `Bearer ${TOKEN}`) {
+      res.statusCode = 401;
+      return res.end('no');
+    }
+    const body = packages.get(name);
+    if (!body) {
+      res.statusCode = 404;
+      return res.end('not found');
+    }
+    fetches.set(name, (fetches.get(name) ?? 0) + 1);
+    res.setHeader('content-length', body.length);
+    res.end(body);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  baseUrl = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+});
+
+// ---- agents, and never leaving a process behind ------------------------------------------------------------------
+
+const agents = new Set<Agent>();
+const pids = new Set<number>();
+
+after(async () => {
+  for (const a of agents) await a.stop({ stopInstances: true }).catch(() => {});
+  for (const pid of pids) {
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // gone, as it should be
+    }
+  }
+  server?.close();
+  rmSync(root, { recursive: true, force: true });
+});
+
+/** What a controller would know of a node, rebuilt from its state updates, checking their order as it goes. */
+class NodeView {
+  instances = new Map<string, InstanceReport>();
+  updates: NodeStateUpdate[] = [];
+  notifications: Notification[] = [];
+  incarnation = '';
+  seq = -1;
+  errors: string[] = [];
+
+  constructor(bus: MemoryBus, nodeId: string) {
+    bus.subscribe(subjects.nodeState(nodeId), (m) => this.apply(m.data as NodeStateUpdate));
+    bus.subscribe(subjects.notifications, (m) => this.notifications.push(m.data as Notification));
+  }
+
+  private apply(u: NodeStateUpdate): void {
+    this.updates.push(u);
+    if (u.seq === 0) {
+      this.incarnation = u.incarnation;
+      this.instances = new Map(u.instances.map((i) => [i.instanceId, i]));
+    } else {
+      if (u.incarnation !== this.incarnation || u.seq !== this.seq + 1) this.errors.push(`got ${u.incarnation}/${u.seq} after ${this.incarnation}/${this.seq}`);
+      for (const i of u.instances) this.instances.set(i.instanceId, i);
+      for (const id of u.removed) this.instances.delete(id);
+    }
+    this.seq = u.seq;
+    for (const i of u.instances) if (i.current.pid) pids.add(i.current.pid);
+  }
+
+  async until(what: string, check: (v: NodeView) => boolean, timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!check(this)) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; instances: ${JSON.stringify([...this.instances.values()].map((i) => i.current))}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+}
+
+interface Harness {
+  bus: MemoryBus;
+  agent: Agent;
+  view: NodeView;
+  dataDir: string;
+  rpc<T extends AgentReply>(req: AgentRequest, timeoutMs?: number): Promise<T>;
+}
+
+let nodes = 0;
+async function startAgent(opts: Partial<AgentOptions> & { dataDir?: string; bus?: MemoryBus; nodeId?: string } = {}): Promise<Harness> {
+  const bus = opts.bus ?? new MemoryBus();
+  const nodeId = opts.nodeId ?? `node${++nodes}`;
+  const dataDir = opts.dataDir ?? join(root, nodeId);
+  const view = new NodeView(bus, nodeId);
+  const agent = new Agent({
+    name: nodeId, heartbeatMs: 60_000, backoff: { initialMs: 100, maxMs: 1000, resetAfterMs: 30_000 }, settleMs: 300, ...opts, nodeId, bus, dataDir,
+  });
+  agents.add(agent);
+  await agent.start();
+  return { bus, agent, view, dataDir, rpc: (req, timeoutMs = 60_000) => bus.request(subjects.agentRpc(nodeId), req, { timeoutMs }) };
+}
+
+let instances = 0;
+function instanceSpec(versionId: string, over: Partial<InstanceSpec> = {}): InstanceSpec {
+  return {
+    instanceId: `inst_${++instances}`, workspace: 'acme', project: 'shop', service: 'web', versionId,
+    command: `exec ${node} server.cjs`, env: {}, listens: true, healthPath: null, startTimeout: 20, stopTimeout: 5, ...over,
+  };
+}
+
+const alive = (pid: number): boolean => {
+  const s = readProcStat(pid);
+  return s !== null && s.state !== 'Z' && s.state !== 'X';
+};
+
+async function startInstance(h: Harness, spec: InstanceSpec): Promise<InstanceReport> {
+  const r = await h.rpc<Extract<AgentReply, { op: 'start' }>>({ op: 'start', instance: spec });
+  if (r.report.current.pid) pids.add(r.report.current.pid);
+  return r.report;
+}
+
+// ---- prepare ---------------------------------------------------------------------------------------------------------
+
+test('prepare fetches with the token, unpacks, runs prepare commands once (concurrent calls share the run)', async () => {
+  const h = await startAgent();
+  const v = await versionSpec('ver_prep', ['echo ran >> "$COUNT_FILE"', 'echo built > built.txt', 'test -z "$PORT"']);
+  const [a, b] = await Promise.all([h.rpc<Extract<AgentReply, { op: 'prepare' }>>({ op: 'prepare', version: v }), h.rpc({ op: 'prepare', version: v })]);
+  assert.deepEqual(a, b);
+  assert.match(a.log, /\$ echo built > built\.txt/);
+  await h.rpc({ op: 'prepare', version: v });
+  assert.equal(readFileSync(v.env.COUNT_FILE, 'utf8'), 'ran\n', 'the prepare commands ran once');
+  assert.equal(fetches.get('ver_prep'), 1, 'the package was fetched once');
+  assert.equal(readFileSync(join(h.dataDir, 'versions', 'ver_prep', 'built.txt'), 'utf8'), 'built\n');
+  assert.ok(existsSync(join(h.dataDir, 'versions', 'ver_prep', 'server.cjs')));
+  const log = await h.rpc<Extract<AgentReply, { op: 'prepare-log' }>>({ op: 'prepare-log', versionId: 'ver_prep' });
+  assert.match(log.log, /\$ echo ran/);
+  await assert.rejects(h.rpc({ op: 'prepare', version: { ...v, versionId: 'ver_x', token: 'wrong' } }), (e: EnjinError) => e.code === 'version_fetch_failed');
+  await assert.rejects(h.rpc({ op: 'prepare', version: { ...v, versionId: '../escape' } }), (e: EnjinError) => e.code === 'invalid_request');
+  await h.agent.stop({ stopInstances: true });
+});
+
+test('a failing prepare command is reported with its output, and leaves the version unprepared', async () => {
+  const h = await startAgent();
+  const v = await versionSpec('ver_bad', ['echo fine', 'echo "something broke" >&2; exit 7', 'echo never']);
+  await assert.rejects(h.rpc({ op: 'prepare', version: v }), (e: EnjinError) => {
+    assert.equal(e.code, 'prepare_failed');
+    assert.equal(e.status, 422);
+    assert.match(e.message, /prepare command `echo "something broke" >&2; exit 7` exited with code 7/);
+    assert.match(e.message, /something broke/);
+    return true;
+  });
+  assert.equal(existsSync(join(h.dataDir, 'versions', 'ver_bad')), false, 'the version directory is removed');
+  const log = await h.rpc<Extract<AgentReply, { op: 'prepare-log' }>>({ op: 'prepare-log', versionId: 'ver_bad' });
+  assert.doesNotMatch(log.log, /never/);
+  await assert.rejects(startInstance(h, instanceSpec('ver_bad')), (e: EnjinError) => e.code === 'version_not_prepared');
+  await h.agent.stop({ stopInstances: true });
+});
+
+test('a package whose sha256 does not match is rejected and nothing is unpacked', async () => {
+  const h = await startAgent();
+  const v = await versionSpec('ver_sha', ['echo ran >> "$COUNT_FILE"']);
+  await assert.rejects(h.rpc({ op: 'prepare', version: { ...v, sha256: '0'.repeat(64) } }), (e: EnjinError) => {
+    assert.notEqual(e.code, 'internal');
+    return true;
+  });
+  assert.equal(existsSync(join(h.dataDir, 'versions', 'ver_sha')), false);
+  assert.equal(existsSync(v.env.COUNT_FILE), false, 'no prepare command ran');
+  await assert.rejects(startInstance(h, instanceSpec('ver_sha')), (e: EnjinError) => e.code === 'version_not_prepared');
+  await h.agent.stop({ stopInstances: true });
+});
+
+// ---- instances -------------------------------------------------------------------------------------------------------
+
+test('start waits for a late listener, is idempotent, and stop kills it and frees the port', async () => {
+  const h = await startAgent({ portRange: [31000, 31999] });
+  await h.rpc({ op: 'prepare', version: await versionSpec('ver_web') });
+  const spec = instanceSpec('ver_web', { env: { LISTEN_DELAY_MS: '1500' } });
+  const report = await startInstance(h, spec);
+  assert.equal(report.current.state, 'running');
+  const { pid, port, host } = report.current;
+  assert.ok(pid && port && port >= 31000 && port <= 31999);
+  assert.equal(host, '127.0.0.1');
+  const res = await fetch(`http://127.0.0.1:${port}/`);
+  assert.equal(await res.text(), `hello from ${pid}`, 'the instance got PORT and listens on it');
+  const again = await startInstance(h, spec);
+  assert.equal(again.current.pid, pid, 'a second start does not start another process');
+  await h.view.until('the running state', (v) => v.instances.get(spec.instanceId)?.current.state === 'running');
+  await h.rpc({ op: 'stop', instanceId: spec.instanceId });
+  assert.equal(alive(pid), false);
+  await h.view.until('the removal', (v) => !v.instances.has(spec.instanceId));
+  await h.rpc({ op: 'stop', instanceId: spec.instanceId }); // idempotent
+  const logs = await h.rpc<Extract<AgentReply, { op: 'logs' }>>({ op: 'logs', instanceId: spec.instanceId, offset: 0, maxBytes: 10_000 });
+  assert.match(logs.data, /booting on port \d+\nlistening/, 'the log outlives the instance');
+  await h.agent.stop({ stopInstances: true });
+});
+
+test('an HTTP health path gates readiness; an instance that never listens fails after its startTimeout', async () => {
+  const h = await startAgent({ portRange: [32000, 32999] });
+  await h.rpc({ op: 'prepare', version: await versionSpec('ver_health') });
+  const ok = await startInstance(h, instanceSpec('ver_health', { healthPath: '/health', env: { LISTEN_DELAY_MS: '500' } }));
+  assert.equal(ok.current.state, 'running');
+
+  const never = instanceSpec('ver_health', { command: 'echo "starting slowly"; exec sleep 300', startTimeout: 2 });
+  await assert.rejects(startInstance(h, never), (e: EnjinError) => {
+    assert.equal(e.code, 'instance_start_failed');
+    assert.match(e.message, /not ready within 2 s/);
+    assert.match(e.message, /starting slowly/, 'the last lines of its log are in the message');
+    return true;
+  });
+  await h.view.until('the failed state', (v) => v.instances.get(never.instanceId)?.current.state === 'failed');
+  const failed = h.view.instances.get(never.instanceId)!;
+  assert.equal(failed.current.pid, null);
+  const sleeper = h.view.updates.flatMap((u) => u.instances).find((i) => i.instanceId === never.instanceId && i.current.pid)!.current.pid!;
+  assert.equal(alive(sleeper), false, 'the process that never got ready was killed');
+  await h.view.until('a notification', (v) => v.notifications.some((n) => n.kind === 'instance-failed' && n.instanceId === never.instanceId));
+
+  // an exit before readiness fails at once, with the exit code
+  const crash = instanceSpec('ver_health', { command: 'echo "bad config"; exit 3', startTimeout: 60 });
+  await assert.rejects(startInstance(h, crash), (e: EnjinError) => e.code === 'instance_start_failed' && /exited with code 3/.test(e.message) && /bad config/.test(e.message));
+  await h.agent.stop({ stopInstances: true });
+});
+
+test('an instance killed with SIGKILL is restarted with backoff, and its restarts are counted', async () => {
+  const h = await startAgent({ portRange: [33000, 33999] });
+  await h.rpc({ op: 'prepare', version: await versionSpec('ver_crash') });
+  const spec = instanceSpec('ver_crash');
+  const first = await startInstance(h, spec);
+  const pid = first.current.pid!;
+  process.kill(pid, 'SIGKILL');
+  await h.view.until('the backoff state', (v) => v.updates.some((u) => u.instances.some((i) => i.instanceId === spec.instanceId && i.current.state === 'backoff')));
+  await h.view.until('the restart', (v) => {
+    const c = v.instances.get(spec.instanceId)?.current;
+    return c?.state === 'running' && c.pid !== pid;
+  });
+  const now = h.view.instances.get(spec.instanceId)!.current;
+  assert.equal(now.restarts, 1);
+  assert.equal(now.lastExit?.signal, 'SIGKILL');
+  assert.equal(now.port, first.current.port, 'the port is kept across restarts');
+  await h.view.until('the notification', (v) => v.notifications.some((n) => n.kind === 'instance-exited' && n.instanceId === spec.instanceId));
+
+  // a non-listening instance that keeps dying keeps being restarted (it never gives up)
+  const flappy = instanceSpec('ver_crash', { listens: false, command: 'sleep 0.5; exit 1' });
+  await startInstance(h, flappy);
+  await h.view.until('two restarts', (v) => (v.instances.get(flappy.instanceId)?.current.restarts ?? 0) >= 2);
+  await h.rpc({ op: 'stop', instanceId: flappy.instanceId });
+  await h.agent.stop({ stopInstances: true });
+  assert.equal(alive(now.pid!), false);
+});
+
+test('stop escalates to SIGKILL for an instance that ignores SIGTERM, and reaches its children', async () => {
+  const h = await startAgent();
+  await h.rpc({ op: 'prepare', version: await versionSpec('ver_stubborn') });
+  const childFile = join(root, 'stubborn.child');
+  const spec = instanceSpec('ver_stubborn', { listens: false, stopTimeout: 1, command: `trap '' TERM; sleep 300 & echo $! > ${childFile}; while :; do sleep 1; done` });
+  const r = await startInstance(h, spec);
+  const child = Number(readFileSync(childFile, 'utf8'));
+  pids.add(child);
+  await h.rpc({ op: 'stop', instanceId: spec.instanceId });
+  assert.equal(alive(r.current.pid!), false);
+  assert.equal(alive(child), false);
+  await h.agent.stop({ stopInstances: true });
+});
+
+test('logs: read from an offset or the end; the file is capped by copy-truncate and readers restart at 0', async () => {
+  const h = await startAgent({ logMaxBytes: 4000, logCheckMs: 100 });
+  await h.rpc({ op: 'prepare', version: await versionSpec('ver_logs') });
+  const spec = instanceSpec('ver_logs', { listens: false, command: 'i=0; while :; do i=$((i+1)); echo "line $i"; sleep 0.01; done' });
+  await startInstance(h, spec);
+  type Logs = Extract<AgentReply, { op: 'logs' }>;
+  const logFile = join(h.dataDir, 'logs', `${spec.instanceId}.log`);
+  let last: Logs = await h.rpc<Logs>({ op: 'logs', instanceId: spec.instanceId, offset: 0, maxBytes: 100_000 });
+  assert.match(last.data, /line 1\n/);
+  const tail = await h.rpc<Logs>({ op: 'logs', instanceId: spec.instanceId, offset: -1, maxBytes: 20 });
+  assert.ok(tail.data.length <= 20 && tail.offset === tail.size);
+  await h.view.until('a rotation', () => existsSync(`${logFile}.1`));
+  // keep reading as a follower would: once the file shrinks below our offset, we are sent back to 0
+  let restarted = false;
+  const deadline = Date.now() + 30_000;
+  while (!restarted && Date.now() < deadline) {
+    const next = await h.rpc<Logs>({ op: 'logs', instanceId: spec.instanceId, offset: last.offset, maxBytes: 100_000 });
+    if (next.offset < last.offset) restarted = true;
+    last = next;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.ok(restarted, 'a reader is sent back to the start after a rotation');
+  assert.ok(statSync(logFile).size < 40_000, 'the log stays near its cap');
+  assert.notEqual(readFileSync(logFile)[0], 0, 'the writer carried on at the start of the truncated file');
+  await assert.rejects(h.rpc({ op: 'logs', instanceId: 'inst_nope', offset: 0, maxBytes: 10 }), (e: EnjinError) => e.code === 'not_found');
+  await h.agent.stop({ stopInstances: true });
+});
+
+// ---- state exchange ----------------------------------------------------------------------------------------------------
+
+test('state updates: seq 0 in full, then seq+1 per change and per heartbeat; a resync resends seq 0 under the same incarnation', async () => {
+  const h = await startAgent({ heartbeatMs: 200 });
+  await h.view.until('the first update', (v) => v.updates.length > 0);
+  assert.equal(h.view.updates[0].seq, 0);
+  const incarnation = h.view.updates[0].incarnation;
+  await h.rpc({ op: 'prepare', version: await versionSpec('ver_state') });
+  const spec = instanceSpec('ver_state', { listens: false });
+  await startInstance(h, spec);
+  await h.view.until('a heartbeat', (v) => v.updates.some((u) => u.seq > 0 && !u.instances.length && !u.removed.length));
+  await h.view.until('running', (v) => v.instances.get(spec.instanceId)?.current.state === 'running');
+  const before = h.view.updates.length;
+  h.bus.publish(subjects.resync(h.view.updates[0].node.nodeId), {});
+  await h.view.until('the resync', (v) => v.updates.slice(before).some((u) => u.seq === 0));
+  const full = h.view.updates.slice(before).find((u) => u.seq === 0)!;
+  assert.equal(full.incarnation, incarnation);
+  assert.deepEqual(full.instances.map((i) => i.instanceId), [spec.instanceId]);
+  await h.rpc({ op: 'stop', instanceId: spec.instanceId });
+  await h.view.until('the removal', (v) => v.updates.some((u) => u.removed.includes(spec.instanceId)));
+  assert.deepEqual(h.view.errors, [], 'no gap and no foreign incarnation');
+  const seqs = h.view.updates.map((u) => u.seq);
+  for (let i = 1; i < seqs.length; i++) assert.ok(seqs[i] === 0 || seqs[i] === seqs[i - 1] + 1, `seq ${seqs[i]} after ${seqs[i - 1]}`);
+  await h.agent.stop({ stopInstances: true });
+  // a new run of the agent is a new incarnation
+  const h2 = await startAgent({ dataDir: h.dataDir, nodeId: h.view.updates[0].node.nodeId, bus: h.bus });
+  await h2.view.until('the first update', (v) => v.updates.length > 0);
+  assert.notEqual(h2.view.incarnation, incarnation);
+  await h2.agent.stop({ stopInstances: true });
+});
+
+// ---- agent restarts ----------------------------------------------------------------------------------------------------
+
+test('a new agent on the same data directory re-adopts running instances (same pid, same port), and restarts dead ones', async () => {
+  const bus = new MemoryBus();
+  const nodeId = 'readopt';
+  const h1 = await startAgent({ bus, nodeId, portRange: [34000, 34999] });
+  await h1.rpc({ op: 'prepare', version: await versionSpec('ver_adopt') });
+  const keep = await startInstance(h1, instanceSpec('ver_adopt'));
+  const dies = await startInstance(h1, instanceSpec('ver_adopt'));
+  await h1.agent.stop({ stopInstances: false });
+  assert.ok(alive(keep.current.pid!) && alive(dies.current.pid!), 'instances outlive an agent that stops without stopping them');
+  process.kill(-dies.current.pid!, 'SIGKILL');
+  await new Promise((r) => setTimeout(r, 200));
+
+  const h2 = await startAgent({ bus, nodeId, dataDir: h1.dataDir, portRange: [34000, 34999] });
+  await h2.view.until('the full update', (v) => v.updates.some((u) => u.seq === 0));
+  const adopted = h2.view.instances.get(keep.instanceId)!.current;
+  assert.equal(adopted.state, 'running');
+  assert.equal(adopted.pid, keep.current.pid, 'the same process, not a new one');
+  assert.equal(adopted.port, keep.current.port);
+  assert.equal(adopted.restarts, 0);
+  const res = await fetch(`http://127.0.0.1:${adopted.port}/`);
+  assert.equal(await res.text(), `hello from ${keep.current.pid}`);
+  await h2.view.until('the dead one restarted', (v) => {
+    const c = v.instances.get(dies.instanceId)?.current;
+    return c?.state === 'running' && c.pid !== dies.current.pid;
+  });
+  assert.equal(h2.view.instances.get(dies.instanceId)!.current.restarts, 1);
+
+  // the adopted process is watched: a crash is noticed (by polling) and it comes back
+  process.kill(-keep.current.pid!, 'SIGKILL');
+  await h2.view.until('the adopted one restarted', (v) => {
+    const c = v.instances.get(keep.instanceId)?.current;
+    return c?.state === 'running' && c.pid !== keep.current.pid && c.restarts === 1;
+  });
+  const restartedPid = h2.view.instances.get(keep.instanceId)!.current.pid!;
+
+  // a shutdown that stops instances starts them again next time
+  await h2.agent.stop({ stopInstances: true });
+  assert.equal(alive(restartedPid), false);
+  const h3 = await startAgent({ bus, nodeId, dataDir: h1.dataDir, portRange: [34000, 34999] });
+  await h3.view.until('both running again', (v) => [keep.instanceId, dies.instanceId].every((id) => v.instances.get(id)?.current.state === 'running'));
+  for (const id of [keep.instanceId, dies.instanceId]) {
+    const c = h3.view.instances.get(id)!.current;
+    assert.ok(alive(c.pid!));
+    assert.notEqual(c.pid, restartedPid);
+  }
+  await h3.agent.stop({ stopInstances: true });
+});
+
+test('gc removes unpacked versions that are neither kept nor used', async () => {
+  const h = await startAgent();
+  for (const id of ['ver_gc1', 'ver_gc2', 'ver_gc3']) await h.rpc({ op: 'prepare', version: await versionSpec(id) });
+  await startInstance(h, instanceSpec('ver_gc1', { listens: false }));
+  const r = await h.rpc<Extract<AgentReply, { op: 'gc' }>>({ op: 'gc', keep: ['ver_gc3'] });
+  assert.deepEqual(r.removed, ['ver_gc2']);
+  assert.equal(existsSync(join(h.dataDir, 'versions', 'ver_gc2')), false);
+  assert.ok(existsSync(join(h.dataDir, 'versions', 'ver_gc1')));
+  await assert.rejects(startInstance(h, instanceSpec('ver_gc2')), (e: EnjinError) => e.code === 'version_not_prepared');
+  await h.agent.stop({ stopInstances: true });
+});

@@ -1,0 +1,65 @@
+// The Driver interface: how the agent runs one instance's process, so other runtimes (containers) plug in without touching supervision.
+
+/** Everything a driver needs to run one task. */
+export interface TaskConfig {
+  /** the instance id, for naming (logs, containers, cgroups later) */
+  id: string;
+  /** shell command, run with `sh -c` */
+  command: string;
+  cwd: string;
+  /** the complete environment: the driver adds nothing */
+  env: Record<string, string>;
+  /** stdout and stderr are appended here by the task itself, so it keeps logging if the agent dies */
+  logPath: string;
+  /** reserved for running as a project's own UNIX user; not honoured yet */
+  uid?: number;
+  gid?: number;
+}
+
+/**
+ * What identifies a running task across agent restarts. JSON-serializable: the agent persists it and hands it back
+ * to `recover` after a restart.
+ */
+export interface TaskHandle {
+  driver: string;
+  pid: number;
+  /** start time of `pid` (clock ticks after boot, /proc/PID/stat field 22): tells our process from a re-used pid */
+  startTime: number;
+}
+
+export interface TaskExit {
+  /** null when killed by a signal, or when the exit status could not be observed (a re-adopted process) */
+  code: number | null;
+  signal: string | null;
+}
+
+export interface TaskStatus {
+  alive: boolean;
+  pid: number;
+}
+
+export interface TaskStats {
+  /** resident memory of the whole task (all its processes), bytes */
+  rssBytes: number;
+  /** user + system CPU time of the live processes of the task, seconds */
+  cpuSeconds: number;
+  processes: number;
+}
+
+export interface Driver {
+  readonly name: string;
+  /** Starts the task; resolves once it has been spawned (not once it is ready). */
+  start(config: TaskConfig): Promise<TaskHandle>;
+  /** After an agent restart: true if the task behind `handle` is still alive (and is still ours). */
+  recover(handle: TaskHandle): Promise<boolean>;
+  /** Resolves when the task's main process exits. `signal` stops watching (the promise then never settles). */
+  wait(handle: TaskHandle, signal?: AbortSignal): Promise<TaskExit>;
+  /** Asks the task to stop with `signal` (SIGTERM), kills it after `timeoutMs`; resolves when all its processes are gone. */
+  stop(handle: TaskHandle, opts: { timeoutMs: number; signal?: NodeJS.Signals }): Promise<void>;
+  /** Kills the task at once and releases whatever the driver holds for it. */
+  destroy(handle: TaskHandle): Promise<void>;
+  inspect(handle: TaskHandle): Promise<TaskStatus>;
+  /** null when the task is not running */
+  stats(handle: TaskHandle): Promise<TaskStats | null>;
+  signal(handle: TaskHandle, signal: NodeJS.Signals): Promise<void>;
+}

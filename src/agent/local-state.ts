@@ -1,0 +1,54 @@
+// The agent's own durable state: which instances it keeps alive and the processes behind them, so a restarted agent re-adopts instead of restarting.
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import type { InstanceSpec } from '../core/messages.ts';
+import type { InstanceCurrent, InstanceState } from '../core/model.ts';
+import type { TaskHandle } from './drivers/driver.ts';
+
+/**
+ * What the agent was last doing with an instance:
+ * - run: keep it alive (restart it when it exits)
+ * - failed: its start failed; leave it until told again
+ * - shutdown: stopped because the agent shut down; start it again on the next agent start
+ * - stopping: being stopped and forgotten; a restarted agent finishes the job
+ */
+export type InstanceMode = 'run' | 'failed' | 'shutdown' | 'stopping';
+
+export interface PersistedInstance {
+  spec: InstanceSpec;
+  mode: InstanceMode;
+  /** the last state reported, so a re-adopted process that was running is not gated again */
+  state: InstanceState;
+  handle: TaskHandle | null;
+  port: number | null;
+  restarts: number;
+  lastExit: InstanceCurrent['lastExit'];
+  message: string | null;
+}
+
+interface StateFile {
+  format: 1;
+  instances: PersistedInstance[];
+}
+
+export function loadLocalState(path: string): PersistedInstance[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  const parsed = JSON.parse(text) as StateFile;
+  return Array.isArray(parsed.instances) ? parsed.instances : [];
+}
+
+/**
+ * Written synchronously, temp file then rename: the file is always whole, and once a change (a new pid) is made in
+ * memory it is on disk before anything else runs, so a kill -9 of the agent cannot lose a process it started.
+ */
+export function saveLocalState(path: string, instances: PersistedInstance[]): void {
+  const tmp = `${path}.tmp`;
+  const body: StateFile = { format: 1, instances };
+  writeFileSync(tmp, JSON.stringify(body, null, 1));
+  renameSync(tmp, path);
+}

@@ -1,0 +1,195 @@
+// Versions on this node: fetch the package, verify and unpack it, run its prepare commands once, and drop unused ones.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, existsSync, openSync, closeSync } from 'node:fs';
+import { readdir, rm, writeFile, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { EnjinError, invalid, notFound } from '../core/errors.ts';
+import type { VersionSpec } from '../core/messages.ts';
+import { unpackPackage } from '../artifact/unpack.ts';
+import { readLog, tailLines } from './logs.ts';
+
+/** Ids become file names: anything else could reach outside the data directory. */
+const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+export function checkId(what: string, id: unknown): string {
+  if (typeof id !== 'string' || !SAFE_ID.test(id) || id.includes('..')) {
+    throw invalid(`${what} ${JSON.stringify(id)} is not a valid id (letters, digits, '_', '-', '.')`);
+  }
+  return id;
+}
+
+/** How much of a prepare log the `prepare` and `prepare-log` replies carry. */
+const PREPARE_LOG_REPLY = 256 * 1024;
+
+export class VersionStore {
+  private readonly dir: string;
+  private readonly baseEnv: () => Record<string, string>;
+  private inflight = new Map<string, Promise<string>>();
+  private running = new Set<ChildProcess>();
+
+  constructor(dir: string, baseEnv: () => Record<string, string>) {
+    this.dir = dir;
+    this.baseEnv = baseEnv;
+  }
+
+  path(versionId: string): string {
+    return join(this.dir, checkId('version', versionId));
+  }
+
+  private marker(versionId: string): string {
+    return `${this.path(versionId)}.prepared`;
+  }
+
+  private logPath(versionId: string): string {
+    return `${this.path(versionId)}.prepare.log`;
+  }
+
+  isPrepared(versionId: string): boolean {
+    return existsSync(this.marker(versionId));
+  }
+
+  /** Fetches, unpacks and prepares a version; resolves with its prepare log. Concurrent calls share one run. */
+  prepare(version: VersionSpec): Promise<string> {
+    const id = checkId('version', version.versionId);
+    const running = this.inflight.get(id);
+    if (running) return running;
+    const run = this.isPrepared(id) ? this.readPrepareLog(id) : this.run(version);
+    const shared = run.finally(() => this.inflight.delete(id));
+    this.inflight.set(id, shared);
+    return shared;
+  }
+
+  async readPrepareLog(versionId: string): Promise<string> {
+    const path = this.logPath(versionId);
+    if (!existsSync(path)) return '';
+    return (await readLog(path, -1, PREPARE_LOG_REPLY)).data;
+  }
+
+  async prepareLog(versionId: string): Promise<string> {
+    if (!existsSync(this.logPath(versionId))) throw notFound(`prepare log of version ${versionId}`, 'the version was never prepared on this node');
+    return this.readPrepareLog(versionId);
+  }
+
+  private async run(version: VersionSpec): Promise<string> {
+    const id = version.versionId;
+    const dest = this.path(id);
+    const tarball = join(this.dir, `.download-${id}-${randomBytes(4).toString('hex')}.tar.gz`);
+    // A directory without a marker is what an interrupted prepare left behind.
+    await rm(dest, { recursive: true, force: true });
+    await writeFile(this.logPath(id), '');
+    try {
+      await this.download(version, tarball);
+      await unpackPackage(tarball, dest, version.sha256);
+    } finally {
+      await rm(tarball, { force: true });
+    }
+    try {
+      for (const command of version.prepare) await this.runCommand(id, command, dest, version.env);
+    } catch (err) {
+      await rm(dest, { recursive: true, force: true });
+      throw err;
+    }
+    const tmp = `${this.marker(id)}.tmp`;
+    await writeFile(tmp, JSON.stringify({ sha256: version.sha256, at: new Date().toISOString() }));
+    await rename(tmp, this.marker(id));
+    return this.readPrepareLog(id);
+  }
+
+  private async download(version: VersionSpec, to: string): Promise<void> {
+    let res: Response;
+    try {
+      res = await fetch(version.url, { headers: { authorization: `Bearer ${version.token}` } });
+    } catch (err) {
+      throw new EnjinError('version_fetch_failed', `could not fetch version ${version.versionId} from ${version.url}: ${(err as Error).message}`, { status: 502, cause: err });
+    }
+    if (!res.ok || !res.body) {
+      await res.body?.cancel();
+      throw new EnjinError('version_fetch_failed', `fetching version ${version.versionId} from ${version.url} answered ${res.status}`, { status: 502 });
+    }
+    // The declared size bounds what we write to disk: a wrong or hostile server cannot fill it.
+    let received = 0;
+    const limit = version.size > 0 ? version.size : Infinity;
+    const guard = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        received += chunk.length;
+        if (received > limit) cb(new EnjinError('package_unsafe', `version ${version.versionId} is larger than its declared ${limit} bytes`, { status: 422 }));
+        else cb(null, chunk);
+      },
+    });
+    await pipeline(Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>), guard, createWriteStream(to));
+  }
+
+  private async runCommand(versionId: string, command: string, cwd: string, env: Record<string, string>): Promise<void> {
+    const logPath = this.logPath(versionId);
+    await writeFile(logPath, `$ ${command}\n`, { flag: 'a' });
+    const fd = openSync(logPath, 'a');
+    let child: ChildProcess;
+    try {
+      // Own process group, so an agent shutdown can stop everything the command spawned.
+      child = spawn('sh', ['-c', command], { cwd, env: { ...this.baseEnv(), ...env }, detached: true, stdio: ['ignore', fd, fd] });
+    } finally {
+      closeSync(fd);
+    }
+    this.running.add(child);
+    const { code, signal } = await new Promise<{ code: number | null; signal: string | null }>((resolve) => {
+      child.once('error', (err) => {
+        void writeFile(logPath, `${err.message}\n`, { flag: 'a' }).catch(() => {});
+        resolve({ code: 127, signal: null });
+      });
+      child.once('exit', (c, s) => resolve({ code: c, signal: s }));
+    });
+    this.running.delete(child);
+    if (code === 0) return;
+    const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+    const tail = await tailLines(logPath);
+    throw new EnjinError('prepare_failed', `prepare command \`${command}\` ${how}; last lines of its output:\n${tail}`, { status: 422 });
+  }
+
+  /** Removes unpacked versions (and their markers and logs) that are neither in `keep` nor in `inUse`, nor being prepared. */
+  async gc(keep: Iterable<string>, inUse: Iterable<string>): Promise<string[]> {
+    const spare = new Set([...keep, ...inUse, ...this.inflight.keys()]);
+    let entries;
+    try {
+      entries = await readdir(this.dir, { withFileTypes: true });
+    } catch {
+      return [];
+    }
+    const dirs = new Set<string>();
+    const ids = new Set<string>();
+    for (const e of entries) {
+      // Dot names are work in progress (downloads, unpacking): never ours to take away mid-flight.
+      if (e.name.startsWith('.')) continue;
+      if (e.isDirectory()) {
+        dirs.add(e.name);
+        ids.add(e.name);
+      } else {
+        const m = /^(.*)\.(prepared|prepare\.log)$/.exec(e.name);
+        if (m) ids.add(m[1]);
+      }
+    }
+    const removed: string[] = [];
+    for (const id of ids) {
+      if (spare.has(id) || !SAFE_ID.test(id)) continue;
+      await rm(this.marker(id), { force: true });
+      await rm(join(this.dir, id), { recursive: true, force: true });
+      await rm(this.logPath(id), { force: true });
+      if (dirs.has(id)) removed.push(id);
+    }
+    return removed.sort();
+  }
+
+  /** Kills running prepare commands (agent shutdown); their versions stay unprepared. */
+  stop(): void {
+    for (const child of this.running) {
+      try {
+        if (child.pid) process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  }
+}

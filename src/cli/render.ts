@@ -1,0 +1,80 @@
+// Draws job trees for people: a tree with state marks and durations, redrawn in place on a terminal, or printed as
+// one line per change when output is a pipe or a file.
+import type { JobTree } from '../client/client.ts';
+
+const MARK: Record<string, string> = { waiting: '·', running: '◐', succeeded: '✓', failed: '✗', aborted: '⊘' };
+const SPIN = ['◐', '◓', '◑', '◒'];
+const color = (code: number, s: string, on: boolean) => (on ? `\x1b[${code}m${s}\x1b[0m` : s);
+const STATE_COLOR: Record<string, number> = { running: 36, succeeded: 32, failed: 31, aborted: 33, waiting: 90 };
+
+export function duration(job: { startedAt: string | null; finishedAt: string | null }, now = Date.now()): string {
+  if (!job.startedAt) return '';
+  const ms = (job.finishedAt ? Date.parse(job.finishedAt) : now) - Date.parse(job.startedAt);
+  return ms < 1000 ? `${ms}ms` : ms < 60_000 ? `${(ms / 1000).toFixed(1)}s` : `${Math.floor(ms / 60_000)}m${Math.round((ms % 60_000) / 1000)}s`;
+}
+
+/** The tree as lines: root first, each child indented under its parent. */
+export function treeLines(root: JobTree, opts: { color?: boolean; frame?: number; logTail?: number; width?: number } = {}): string[] {
+  const lines: string[] = [];
+  const walk = (j: JobTree, prefix: string, childPrefix: string) => {
+    const mark = j.state === 'running' ? SPIN[(opts.frame ?? 0) % SPIN.length] : MARK[j.state] ?? '?';
+    const d = duration(j);
+    const head = `${prefix}${color(STATE_COLOR[j.state] ?? 0, mark, !!opts.color)} ${j.title}`;
+    const tail = `${j.state}${d ? ` ${d}` : ''}`;
+    lines.push(`${head}  ${color(90, tail, !!opts.color)}`);
+    if (j.error && j.state === 'failed') lines.push(`${childPrefix}   ${color(31, j.error, !!opts.color)}`);
+    if (opts.logTail && j.state === 'running' && j.log?.length) {
+      for (const l of j.log.slice(-opts.logTail)) lines.push(`${childPrefix}   ${color(90, truncate(l, (opts.width ?? 120) - childPrefix.length - 3), !!opts.color)}`);
+    }
+    j.children.forEach((c, k) => {
+      const last = k === j.children.length - 1;
+      walk(c, `${childPrefix}${last ? '└─ ' : '├─ '}`, `${childPrefix}${last ? '   ' : '│  '}`);
+    });
+  };
+  walk(root, '', '');
+  return lines;
+}
+
+function truncate(s: string, n: number): string {
+  return s.length > n ? `${s.slice(0, Math.max(0, n - 1))}…` : s;
+}
+
+export function flatten(root: JobTree): JobTree[] {
+  const out: JobTree[] = [];
+  const walk = (j: JobTree) => { out.push(j); j.children.forEach(walk); };
+  walk(root);
+  return out;
+}
+
+/** Follows a tree until it ends, drawing it; returns the final tree. */
+export async function watchTree(fetchTree: () => Promise<JobTree>, out: NodeJS.WriteStream, opts: { intervalMs?: number } = {}): Promise<JobTree> {
+  const tty = !!out.isTTY;
+  let drawn = 0;
+  let frame = 0;
+  const seenState = new Map<string, string>();
+  const seenLog = new Map<string, number>();
+  for (;;) {
+    const tree = await fetchTree();
+    const done = ['succeeded', 'failed', 'aborted'].includes(tree.state);
+    if (tty) {
+      const lines = treeLines(tree, { color: true, frame: frame++, logTail: done ? 0 : 2, width: out.columns ?? 120 });
+      if (drawn) out.write(`\x1b[${drawn}A`);
+      out.write(lines.map((l) => `\x1b[2K${l}`).join('\n') + '\n');
+      if (drawn > lines.length) out.write('\x1b[J');
+      drawn = lines.length;
+    } else {
+      for (const j of flatten(tree)) {
+        const logs = j.log ?? [];
+        for (const l of logs.slice(seenLog.get(j.id) ?? 0)) out.write(`  ${j.title} | ${l}\n`);
+        seenLog.set(j.id, logs.length);
+        if (seenState.get(j.id) !== j.state && j.state !== 'waiting') {
+          const d = duration(j);
+          out.write(`${MARK[j.state]} ${j.title}: ${j.state}${d && j.state !== 'running' ? ` in ${d}` : ''}${j.error && j.state === 'failed' ? ` (${j.error})` : ''}\n`);
+        }
+        seenState.set(j.id, j.state);
+      }
+    }
+    if (done) return tree;
+    await new Promise((r) => setTimeout(r, opts.intervalMs ?? 250));
+  }
+}

@@ -1,0 +1,167 @@
+// The typed API client: the CLI and the web UI talk to the controller only through this.
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { EnjinError } from '../core/errors.ts';
+import type { Job, JobState } from '../core/model.ts';
+
+export interface Credentials {
+  api: string;
+  token: string;
+}
+
+/** ENJIN_API + ENJIN_TOKEN, else DATA/credentials.json with DATA from --data, ENJIN_DATA or ./.enjin. */
+export function findCredentials(dataDir?: string): Credentials {
+  const api = process.env.ENJIN_API;
+  const token = process.env.ENJIN_TOKEN;
+  if (api && token) return { api: api.replace(/\/$/, ''), token };
+  const dir = resolve(dataDir ?? process.env.ENJIN_DATA ?? '.enjin');
+  const file = join(dir, 'credentials.json');
+  let parsed: Partial<Credentials>;
+  try {
+    parsed = JSON.parse(readFileSync(file, 'utf8')) as Partial<Credentials>;
+  } catch {
+    throw new EnjinError('no_credentials', `no enjin credentials at ${file}; start one with \`enjin up\` here, pass --data DIR, or set ENJIN_API and ENJIN_TOKEN`, { status: 401 });
+  }
+  if (!parsed.api || !parsed.token) throw new EnjinError('no_credentials', `${file} lacks api or token; restart \`enjin up\` to rewrite it`, { status: 401 });
+  return { api: (api ?? parsed.api).replace(/\/$/, ''), token: token ?? parsed.token };
+}
+
+export interface JobTree extends Job {
+  log?: string[];
+  children: JobTree[];
+}
+
+export interface ProjectView {
+  id: string;
+  name: string;
+  workspace: string;
+  version: number | null;
+  routedVersion: number | null;
+  createdAt: string;
+  updatedAt: string;
+  services: Array<{ name: string; command: string; listens: boolean; hostnames: string[]; desired: number; running: number }>;
+}
+
+export interface VersionView {
+  id: string;
+  number: number;
+  sha256: string;
+  size: number;
+  createdAt: string;
+  current: boolean;
+  routed: boolean;
+  services: Record<string, { command: string; instances: number; listens: boolean; hostnames: string[] }>;
+}
+
+export interface InstanceView {
+  id: string;
+  project: string;
+  service: string;
+  version: number | null;
+  node: string;
+  desired: string;
+  state: string;
+  pid: number | null;
+  host: string | null;
+  port: number | null;
+  restarts: number;
+  lastExit: { code: number | null; signal: string | null; at: string } | null;
+  message: string | null;
+  createdAt: string;
+}
+
+export class EnjinClient {
+  constructor(readonly creds: Credentials) {}
+
+  private async call<T>(method: string, path: string, opts: { body?: unknown; raw?: Buffer; contentType?: string } = {}): Promise<T> {
+    const headers: Record<string, string> = { authorization: `Bearer ${this.creds.token}` };
+    let body: BodyInit | undefined;
+    if (opts.raw) {
+      headers['content-type'] = opts.contentType ?? 'application/gzip';
+      body = new Blob([new Uint8Array(opts.raw)]);
+    } else if (opts.body !== undefined) {
+      headers['content-type'] = 'application/json';
+      body = JSON.stringify(opts.body);
+    }
+    let res: Response;
+    try {
+      res = await fetch(`${this.creds.api}${path}`, { method, headers, body });
+    } catch (err) {
+      throw new EnjinError('controller_unreachable', `cannot reach the enjin API at ${this.creds.api} (${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}); is \`enjin up\` running?`, { status: 503 });
+    }
+    const text = await res.text();
+    let data: unknown = null;
+    try { data = text ? JSON.parse(text) : null; } catch { data = { error: { code: 'bad_response', message: text.slice(0, 200) } }; }
+    if (!res.ok) throw EnjinError.fromJSON((data as { error?: unknown })?.error ?? { message: `HTTP ${res.status}` }, res.status);
+    return data as T;
+  }
+
+  health(): Promise<{ ok: boolean }> {
+    return this.call('GET', '/healthz');
+  }
+
+  projects(): Promise<{ projects: ProjectView[] }> {
+    return this.call('GET', '/v1/projects');
+  }
+
+  project(name: string): Promise<{ project: ProjectView }> {
+    return this.call('GET', `/v1/projects/${enc(name)}`);
+  }
+
+  deploy(project: string, tarball: Buffer): Promise<{ project: ProjectView; version: VersionView; created: boolean; job: Job | null }> {
+    return this.call('POST', `/v1/projects/${enc(project)}/deploys`, { raw: tarball });
+  }
+
+  versions(project: string): Promise<{ versions: VersionView[] }> {
+    return this.call('GET', `/v1/projects/${enc(project)}/versions`);
+  }
+
+  rollback(project: string, version?: string): Promise<{ version: VersionView; job: Job | null }> {
+    return this.call('POST', `/v1/projects/${enc(project)}/rollback`, { body: version === undefined ? {} : { version } });
+  }
+
+  scale(project: string, services: Record<string, string | number>): Promise<{ project: ProjectView; job: Job | null }> {
+    return this.call('POST', `/v1/projects/${enc(project)}/scale`, { body: { services } });
+  }
+
+  destroy(project: string): Promise<{ job: Job }> {
+    return this.call('DELETE', `/v1/projects/${enc(project)}`);
+  }
+
+  instances(project?: string): Promise<{ instances: InstanceView[] }> {
+    return this.call('GET', `/v1/instances${project ? `?project=${enc(project)}` : ''}`);
+  }
+
+  logs(project: string, q: { service?: string; instance?: string; lines?: number; cursor?: string }): Promise<{ entries: Array<{ instanceId: string; service: string; data: string; error?: string }>; cursor: string }> {
+    return this.call('GET', `/v1/projects/${enc(project)}/logs${query(q)}`);
+  }
+
+  jobs(q: { project?: string; state?: JobState[]; limit?: number } = {}): Promise<{ jobs: Job[] }> {
+    return this.call('GET', `/v1/jobs${query({ project: q.project, state: q.state?.join(','), limit: q.limit })}`);
+  }
+
+  job(id: string, logs = true): Promise<{ job: JobTree }> {
+    return this.call('GET', `/v1/jobs/${enc(id)}?logs=${logs}`);
+  }
+
+  abortJob(id: string): Promise<{ job: Job }> {
+    return this.call('POST', `/v1/jobs/${enc(id)}/abort`);
+  }
+
+  nodes(): Promise<{ nodes: unknown[] }> {
+    return this.call('GET', '/v1/nodes');
+  }
+
+  stats(): Promise<{ routers: unknown[] }> {
+    return this.call('GET', '/v1/stats');
+  }
+}
+
+function enc(s: string): string {
+  return encodeURIComponent(s);
+}
+
+function query(q: Record<string, string | number | undefined>): string {
+  const parts = Object.entries(q).filter(([, v]) => v !== undefined && v !== '').map(([k, v]) => `${k}=${encodeURIComponent(String(v))}`);
+  return parts.length ? `?${parts.join('&')}` : '';
+}

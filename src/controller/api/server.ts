@@ -1,0 +1,302 @@
+// The controller's REST API: Fastify + TypeBox, OpenAPI at /openapi.json, a bearer token on every route but /healthz.
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import swagger from '@fastify/swagger';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { EnjinError, invalid, notFound } from '../../core/errors.ts';
+import { parseManifest } from '../../core/manifest.ts';
+import { parseProcfile } from '../../core/procfile.ts';
+import { locateInYaml } from '../../core/yaml-locate.ts';
+import { NAME_PATTERN, NAME_RULE } from '../../core/ids.ts';
+import type { Instance, Job, Manifest, Project, Version } from '../../core/model.ts';
+import { subjects, type AgentReply, type RouterStatsReply } from '../../core/messages.ts';
+import { inspectPackage } from '../../artifact/inspect.ts';
+import type { Controller } from '../controller.ts';
+import { generatedHostname } from '../routes/build.ts';
+
+const MAX_PACKAGE_BYTES = 512 * 1024 * 1024;
+
+export async function buildApi(c: Controller): Promise<FastifyInstance> {
+  const app = Fastify({ logger: false, bodyLimit: 1024 * 1024, trustProxy: false }).withTypeProvider<TypeBoxTypeProvider>();
+
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'enjin API', version: '1' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+
+  app.addContentTypeParser(['application/gzip', 'application/x-gzip', 'application/octet-stream'], { parseAs: 'buffer', bodyLimit: MAX_PACKAGE_BYTES }, (_req, body, done) => done(null, body));
+
+  app.addHook('onRequest', async (req: FastifyRequest) => {
+    if (req.url === '/healthz') return;
+    const header = req.headers.authorization ?? '';
+    const token = header.startsWith('Bearer ') ? header.slice(7).trim() : '';
+    if (!token) throw new EnjinError('unauthorized', 'this API needs a token: pass `Authorization: Bearer TOKEN` (the CLI reads it from DATA/credentials.json or ENJIN_TOKEN)', { status: 401 });
+    const role = await c.checkToken(token);
+    if (!role) throw new EnjinError('unauthorized', 'the token is not valid for this enjin; use the one in DATA/credentials.json', { status: 401 });
+    if (role === 'node' && !(req.method === 'GET' && /^\/v1\/versions\/[^/]+\/package$/.test(req.url))) {
+      throw new EnjinError('forbidden', 'a node token may only download packages', { status: 403 });
+    }
+  });
+
+  app.setErrorHandler((err: unknown, _req, reply: FastifyReply) => {
+    if (err instanceof EnjinError) return reply.status(err.status).send({ error: err.toJSON() });
+    const e = err as { statusCode?: number; code?: string; message?: string; validation?: unknown };
+    if (e.validation) return reply.status(400).send({ error: { code: 'invalid_request', message: `${e.message}; see /openapi.json for this route's parameters` } });
+    if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.status(413).send({ error: { code: 'package_too_large', message: `the upload is over ${MAX_PACKAGE_BYTES} bytes; add large files to .enjinignore` } });
+    if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return reply.status(415).send({ error: { code: 'unsupported_media_type', message: e.message } });
+    if (e.statusCode && e.statusCode < 500) return reply.status(e.statusCode).send({ error: { code: 'invalid_request', message: e.message } });
+    return reply.status(500).send({ error: { code: 'internal', message: `the controller failed: ${e.message ?? String(err)}` } });
+  });
+  app.setNotFoundHandler((req, reply) => reply.status(404).send({ error: { code: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}; see /openapi.json` } }));
+
+  const ProjectParams = Type.Object({ project: Type.String() });
+  const projectView = (p: Project) => viewProject(c, p);
+
+  app.get('/healthz', { schema: { hide: true } }, async () => ({ ok: true }));
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  app.get('/v1/projects', { schema: { summary: 'List projects' } }, async () => ({
+    projects: [...c.state.projects.values()].filter((p) => p.workspaceId === c.defaultWorkspace().id).sort((a, b) => a.name.localeCompare(b.name)).map(projectView),
+  }));
+
+  app.get('/v1/projects/:project', { schema: { summary: 'Show a project', params: ProjectParams } }, async (req) => ({ project: projectView(c.project(req.params.project)) }));
+
+  app.delete('/v1/projects/:project', { schema: { summary: 'Destroy a project: stop its instances, remove its routes, versions and packages', params: ProjectParams } }, async (req, reply) => {
+    const job = await c.destroy(c.project(req.params.project));
+    return reply.status(202).send({ job });
+  });
+
+  app.post('/v1/projects/:project/deploys', {
+    schema: {
+      summary: 'Upload a package (tar.gz of the project directory) and deploy it',
+      params: ProjectParams,
+      querystring: Type.Object({ deploy: Type.Optional(Type.Boolean({ default: true })) }),
+    },
+  }, async (req, reply) => {
+    const name = req.params.project;
+    if (!NAME_PATTERN.test(name)) throw invalid(`project name "${name}" is not valid: ${NAME_RULE}`);
+    const body = req.body as Buffer | undefined;
+    if (!Buffer.isBuffer(body) || body.length === 0) throw invalid('send the package as the request body with Content-Type: application/gzip');
+    const pkg = await inspectPackage(body);
+    const { manifest, text, file } = manifestFrom(pkg, name);
+    if (manifest.project !== name) {
+      throw new EnjinError('project_mismatch', `the manifest names project "${manifest.project}" but the upload is for "${name}"; deploy it as ${manifest.project} or change \`project:\` in ${file}`, { status: 422 });
+    }
+    const existing = c.state.projectByName(c.defaultWorkspace().id, name) ?? null;
+    let created;
+    try {
+      created = await c.createVersion(existing, name, { sha256: pkg.sha256, size: body.length, tarball: body, manifest });
+    } catch (err) {
+      throw withPositions(err, file, text);
+    }
+    const job = req.query.deploy === false ? null : await c.release(created.project, created.version, 'deploy');
+    return reply.status(job ? 202 : 200).send({ project: projectView(c.state.projects.get(created.project.id)!), version: viewVersion(c, created.version), created: created.created, job });
+  });
+
+  app.get('/v1/projects/:project/versions', { schema: { summary: 'List versions', params: ProjectParams } }, async (req) => {
+    const p = c.project(req.params.project);
+    return { versions: c.state.versionsOf(p.id).reverse().map((v) => viewVersion(c, v)) };
+  });
+
+  app.post('/v1/projects/:project/rollback', {
+    schema: { summary: 'Deploy an earlier version again (default: the one before the current one)', params: ProjectParams, body: Type.Optional(Type.Object({ version: Type.Optional(Type.Union([Type.String(), Type.Integer()])) })) },
+  }, async (req, reply) => {
+    const p = c.project(req.params.project);
+    const current = p.currentVersionId ? c.state.versions.get(p.currentVersionId) : undefined;
+    let target: Version;
+    if (req.body?.version !== undefined) target = c.versionOf(p, req.body.version);
+    else {
+      const earlier = c.state.versionsOf(p.id).filter((v) => !current || v.number < current.number);
+      if (!earlier.length) throw new EnjinError('no_earlier_version', `${p.name} has no version before v${current?.number ?? '?'} to roll back to`, { status: 409 });
+      target = earlier[earlier.length - 1];
+    }
+    const job = await c.release(p, target, 'rollback');
+    return reply.status(job ? 202 : 200).send({ version: viewVersion(c, target), job });
+  });
+
+  app.post('/v1/projects/:project/scale', {
+    schema: {
+      summary: 'Set instance counts: {"services": {"web": 3, "worker": "+1"}}',
+      params: ProjectParams,
+      body: Type.Object({ services: Type.Record(Type.String(), Type.Union([Type.Integer({ minimum: 0, maximum: 100 }), Type.String({ pattern: '^[+-]?[0-9]+$' })])) }),
+    },
+  }, async (req, reply) => {
+    const p = c.project(req.params.project);
+    const version = p.currentVersionId ? c.state.versions.get(p.currentVersionId) : undefined;
+    if (!version) throw new EnjinError('not_deployed', `${p.name} has no version yet; deploy it first`, { status: 409 });
+    const changes: Record<string, number> = {};
+    for (const [service, value] of Object.entries(req.body.services)) {
+      const spec = version.manifest.services[service];
+      if (!spec) throw new EnjinError('unknown_service', `${p.name} has no service "${service}"; it has ${Object.keys(version.manifest.services).join(', ')}`, { status: 404 });
+      const now = p.scale[service] ?? spec.instances;
+      const s = String(value);
+      const n = s.startsWith('+') || s.startsWith('-') ? now + Number(s) : Number(s);
+      if (!Number.isInteger(n) || n < 0 || n > 100) throw invalid(`${service} would have ${n} instances; the count must be from 0 to 100`);
+      changes[service] = n;
+    }
+    const job = await c.scale(p, changes);
+    return reply.status(job ? 202 : 200).send({ project: projectView(c.state.projects.get(p.id)!), job });
+  });
+
+  app.get('/v1/instances', { schema: { summary: 'List instances', querystring: Type.Object({ project: Type.Optional(Type.String()) }) } }, async (req) => {
+    const projects = req.query.project ? [c.project(req.query.project)] : [...c.state.projects.values()];
+    return { instances: projects.flatMap((p) => c.state.instancesOf(p.id).map((i) => viewInstance(c, i))).sort(byServiceThenId) };
+  });
+
+  app.get('/v1/projects/:project/logs', {
+    schema: {
+      summary: "Read instances' logs; pass the returned cursor back to follow",
+      params: ProjectParams,
+      querystring: Type.Object({
+        service: Type.Optional(Type.String()),
+        instance: Type.Optional(Type.String()),
+        lines: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000, default: 100 })),
+        cursor: Type.Optional(Type.String()),
+      }),
+    },
+  }, async (req) => {
+    const p = c.project(req.params.project);
+    const { service, instance, cursor } = req.query;
+    const lines = req.query.lines ?? 100;
+    let offsets: Record<string, number> = {};
+    if (cursor) {
+      try { offsets = JSON.parse(Buffer.from(cursor, 'base64url').toString()); } catch { throw invalid('cursor is not one this API returned'); }
+    }
+    const instances = c.state.instancesOf(p.id).filter((i) => (!service || i.service === service) && (!instance || i.id === instance));
+    if (service && !instances.length && !c.state.versionsOf(p.id).some((v) => v.manifest.services[service])) {
+      throw new EnjinError('unknown_service', `${p.name} has no service "${service}"`, { status: 404 });
+    }
+    const entries = await Promise.all(instances.map(async (i) => {
+      const from = offsets[i.id] ?? -1;
+      try {
+        const r = await c.bus.request<AgentReply>(subjects.agentRpc(i.nodeId), { op: 'logs', instanceId: i.id, offset: from, maxBytes: from === -1 ? Math.min(lines * 400, 4 << 20) : 1 << 20 }, { timeoutMs: 5000 });
+        if (r.op !== 'logs') return null;
+        let text = r.data;
+        if (from === -1) {
+          const all = text.split('\n');
+          if (all[all.length - 1] === '') all.pop();
+          text = all.slice(-lines).join('\n') + (all.length ? '\n' : '');
+        }
+        offsets[i.id] = r.offset;
+        return { instanceId: i.id, service: i.service, data: text };
+      } catch (err) {
+        return { instanceId: i.id, service: i.service, data: '', error: (err as Error).message };
+      }
+    }));
+    return { entries: entries.filter(Boolean), cursor: Buffer.from(JSON.stringify(offsets)).toString('base64url') };
+  });
+
+  app.get('/v1/jobs', {
+    schema: {
+      summary: 'List job trees, newest first',
+      querystring: Type.Object({
+        project: Type.Optional(Type.String()),
+        service: Type.Optional(Type.String()),
+        state: Type.Optional(Type.String()),
+        limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 20 })),
+        before: Type.Optional(Type.String()),
+      }),
+    },
+  }, async (req) => {
+    const states = req.query.state?.split(',') as Job['state'][] | undefined;
+    const jobs = await c.store.listJobs({ rootsOnly: true, states, limit: req.query.limit ?? 20, before: req.query.before, tags: { project: req.query.project, service: req.query.service } });
+    // Live trees: the engine's copy is newer than the store's.
+    return { jobs: await Promise.all(jobs.map(async (j) => (c.jobs.isActive(j.id) ? c.jobs.getJob(j.id) : j))) };
+  });
+
+  app.get('/v1/jobs/:id', { schema: { summary: 'A job tree with states and, with logs=true, logs', params: Type.Object({ id: Type.String() }), querystring: Type.Object({ logs: Type.Optional(Type.Boolean({ default: true })) }) } }, async (req) => ({
+    job: await c.jobs.getTree(req.params.id, req.query.logs !== false),
+  }));
+
+  app.post('/v1/jobs/:id/abort', { schema: { summary: "Abort a job's tree", params: Type.Object({ id: Type.String() }) } }, async (req) => ({
+    job: await c.jobs.abort(req.params.id, 'aborted by a user'),
+  }));
+
+  app.get('/v1/nodes', { schema: { summary: 'List nodes' } }, async () => ({
+    nodes: [...c.state.nodes.values()].map((n) => ({ ...n, instances: c.state.instancesOnNode(n.id).length })),
+  }));
+
+  app.get('/v1/routes', { schema: { summary: 'The route table routers serve' } }, async () => ({ routes: c.routes.table }));
+
+  app.get('/v1/stats', { schema: { summary: 'Request statistics per service from every router' } }, async () => {
+    const routers = await Promise.all([...c.routes.routers.keys()].map((id) =>
+      c.bus.request<RouterStatsReply>(subjects.routerRpc(id), { op: 'stats' }, { timeoutMs: 3000 }).catch((err: Error) => ({ routerId: id, error: err.message }))));
+    return { routers };
+  });
+
+  app.get('/v1/notifications', { schema: { summary: 'Recent notifications (instance exits, node loss)' } }, async () => ({ notifications: c.notifications.slice(-100) }));
+
+  app.get('/v1/versions/:id/package', { schema: { summary: "Download a version's package (agents use this)", params: Type.Object({ id: Type.String() }) } }, async (req, reply) => {
+    const v = c.state.versions.get(req.params.id);
+    if (!v || !c.packages.has(v.sha256)) throw notFound(`package of version ${req.params.id}`);
+    return reply.header('content-type', 'application/gzip').header('content-length', v.size).header('x-sha256', v.sha256).send(c.packages.open(v.sha256));
+  });
+
+  return app;
+}
+
+/** The manifest of an upload: enjin.yaml, or else a Procfile. */
+function manifestFrom(pkg: { read(path: string): string | null }, project: string): { manifest: Manifest; text: string; file: string } {
+  const yamlText = pkg.read('enjin.yaml') ?? pkg.read('enjin.yml');
+  if (yamlText !== null) {
+    const file = pkg.read('enjin.yaml') !== null ? 'enjin.yaml' : 'enjin.yml';
+    return { manifest: parseManifest(yamlText, file), text: yamlText, file };
+  }
+  const procfile = pkg.read('Procfile');
+  if (procfile !== null) return { manifest: parseProcfile(procfile, project), text: procfile, file: 'Procfile' };
+  throw new EnjinError('manifest_missing', 'the package has no enjin.yaml (or Procfile) at its root; add one that says what to run', { status: 422 });
+}
+
+/** Gives details that carry a manifest path a file, line and column. */
+function withPositions(err: unknown, file: string, text: string): unknown {
+  if (!(err instanceof EnjinError) || file === 'Procfile') return err;
+  for (const d of err.details) {
+    if (!d.path || d.line) continue;
+    const pos = locateInYaml(text, d.path.split('.').map((k) => (/^\d+$/.test(k) ? Number(k) : k)));
+    if (pos) Object.assign(d, { file, line: pos.line, column: pos.column });
+  }
+  return err;
+}
+
+function byServiceThenId(a: { project: string; service: string; id: string }, b: { project: string; service: string; id: string }): number {
+  return a.project.localeCompare(b.project) || a.service.localeCompare(b.service) || (a.id < b.id ? -1 : 1);
+}
+
+export function viewVersion(c: Controller, v: Version) {
+  const p = c.state.projects.get(v.projectId);
+  return {
+    id: v.id, number: v.number, sha256: v.sha256, size: v.size, createdAt: v.createdAt,
+    current: p?.currentVersionId === v.id, routed: p?.routedVersionId === v.id,
+    services: Object.fromEntries(Object.entries(v.manifest.services).map(([n, s]) => [n, { command: s.command, instances: s.instances, listens: s.listens, hostnames: s.hostnames }])),
+  };
+}
+
+export function viewInstance(c: Controller, i: Instance) {
+  const v = c.state.versions.get(i.versionId);
+  const p = c.state.projects.get(i.projectId);
+  return {
+    id: i.id, project: p?.name ?? '?', service: i.service, version: v?.number ?? null, node: c.state.nodes.get(i.nodeId)?.name ?? i.nodeId,
+    desired: i.desired, state: i.current?.state ?? 'pending', pid: i.current?.pid ?? null, host: i.current?.host ?? null, port: i.current?.port ?? null,
+    restarts: i.current?.restarts ?? 0, lastExit: i.current?.lastExit ?? null, message: i.current?.message ?? null, createdAt: i.createdAt,
+  };
+}
+
+export function viewProject(c: Controller, p: Project) {
+  const ws = c.state.workspaces.get(p.workspaceId)?.name ?? 'default';
+  const current = p.currentVersionId ? c.state.versions.get(p.currentVersionId) : undefined;
+  const routed = p.routedVersionId ? c.state.versions.get(p.routedVersionId) : undefined;
+  const instances = c.state.instancesOf(p.id);
+  return {
+    id: p.id, name: p.name, workspace: ws, createdAt: p.createdAt, updatedAt: p.updatedAt,
+    version: current?.number ?? null, routedVersion: routed?.number ?? null,
+    services: Object.entries(current?.manifest.services ?? {}).map(([name, s]) => ({
+      name, command: s.command, listens: s.listens,
+      hostnames: s.listens ? [...s.hostnames, generatedHostname(name, p.name, ws, c.domain)] : [],
+      desired: p.scale[name] ?? s.instances,
+      running: instances.filter((i) => i.service === name && i.versionId === current!.id && i.current?.state === 'running').length,
+    })),
+  };
+}

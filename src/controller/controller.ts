@@ -1,0 +1,442 @@
+// The controller: the only writer of desired state. Holds the working set in memory, turns reconciler plans into job
+// trees through one serialized applier, folds node reports into current state, and publishes routes.
+import { createHash } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Bus } from '../bus/bus.ts';
+import { EnjinError, conflict, notFound } from '../core/errors.ts';
+import { newId, newSecret } from '../core/ids.ts';
+import type { Instance, Job, Node, Project, Version } from '../core/model.ts';
+import { subjects, type InstanceReport, type NodeStateUpdate, type Notification } from '../core/messages.ts';
+import type { Store } from '../store/store.ts';
+import { NodeStateReceiver } from '../sync/node-state.ts';
+import { JobEngine } from './jobs/engine.ts';
+import { buildTree, jobActions, type ActionHost } from './jobs/actions.ts';
+import { isEmptyPlan, reconcile, type Plan } from './reconcile/reconcile.ts';
+import { buildRouteTable } from './routes/build.ts';
+import { RoutePublisher } from './routes/publisher.ts';
+import { ControllerState } from './state.ts';
+import { PackageStore } from './packages.ts';
+
+export interface ControllerOptions {
+  store: Store;
+  bus: Bus;
+  dataDir: string;
+  /** DOMAIN of generated hostnames SERVICE.PROJECT.DOMAIN */
+  domain: string;
+  /** how often the reconcile loop looks at every project, ms */
+  reconcileIntervalMs?: number;
+  /** how long a stop waits for routers to drain requests to an instance, ms */
+  drainTimeoutMs?: number;
+}
+
+export type TreeKind = 'deploy' | 'rollback' | 'scale' | 'reconcile' | 'revert' | 'destroy';
+
+const NODE_DOWN_AFTER_MS = 45_000;
+const FAILURE_BACKOFF_MS = [15_000, 30_000, 60_000, 120_000, 300_000, 600_000];
+
+export class Controller implements ActionHost {
+  readonly state: ControllerState;
+  readonly store: Store;
+  readonly bus: Bus;
+  readonly jobs: JobEngine;
+  readonly routes: RoutePublisher;
+  readonly packages: PackageStore;
+  readonly domain: string;
+  readonly drainTimeoutMs: number;
+  /** accepted only for package downloads by agents; lives as long as this controller process */
+  readonly nodeToken = newSecret();
+  /** base URL agents fetch packages from; set once the API listens */
+  apiUrl = '';
+  private readonly receiver: NodeStateReceiver;
+  private applying: Promise<unknown> = Promise.resolve();
+  /** project id → root job id of the tree working on it: one tree per project at a time */
+  private readonly busy = new Map<string, string>();
+  private readonly backoff = new Map<string, { until: number; failures: number }>();
+  private readonly destroying = new Set<string>();
+  private loop: NodeJS.Timeout | null = null;
+  private readonly reconcileIntervalMs: number;
+  readonly notifications: Notification[] = [];
+
+  private constructor(opts: ControllerOptions, state: ControllerState) {
+    this.store = opts.store;
+    this.bus = opts.bus;
+    this.state = state;
+    this.domain = opts.domain;
+    this.drainTimeoutMs = opts.drainTimeoutMs ?? 10_000;
+    this.reconcileIntervalMs = opts.reconcileIntervalMs ?? 5_000;
+    this.packages = new PackageStore(join(opts.dataDir, 'packages'));
+    this.jobs = new JobEngine({ store: this.store, actions: jobActions(this), onTreeFinished: (root, jobs) => this.treeFinished(root, jobs) });
+    this.routes = new RoutePublisher(this.bus, () =>
+      buildRouteTable({
+        workspaces: this.state.workspaces,
+        projects: this.state.projects.values(),
+        versions: this.state.versions,
+        instancesOf: (id) => this.state.instancesOf(id),
+        domain: this.domain,
+      }),
+    );
+    this.receiver = new NodeStateReceiver(this.bus, { full: (u) => this.applyNodeState(u, true), delta: (u) => this.applyNodeState(u, false) });
+  }
+
+  static async start(opts: ControllerOptions): Promise<Controller> {
+    mkdirSync(opts.dataDir, { recursive: true });
+    const snapshot = await opts.store.load();
+    const c = new Controller(opts, new ControllerState(snapshot));
+    if (!c.state.workspaceByName('default')) {
+      const ws = { id: newId('ws'), name: 'default', createdAt: new Date().toISOString() };
+      await c.store.insertWorkspace(ws);
+      c.state.workspaces.set(ws.id, ws);
+    }
+    // Nodes are 'down' until they speak again; their reports will bring them back.
+    for (const n of c.state.nodes.values()) n.status = 'down';
+    c.receiver.start();
+    c.routes.start();
+    c.bus.subscribe(subjects.notifications, (m) => c.notify(m.data as Notification));
+    await c.jobs.recover(snapshot.unfinishedJobs);
+    c.loop = setInterval(() => void c.tick(), c.reconcileIntervalMs);
+    c.loop.unref();
+    return c;
+  }
+
+  async stop(): Promise<void> {
+    if (this.loop) clearInterval(this.loop);
+    this.receiver.stop();
+    this.routes.stop();
+    await this.jobs.stop();
+  }
+
+  // --- tokens ---
+
+  async createToken(name: string): Promise<string> {
+    const secret = `enj_${newSecret()}`;
+    await this.store.insertToken({ id: newId('tok'), name, hash: hashToken(secret), workspaceId: null, createdAt: new Date().toISOString() });
+    return secret;
+  }
+
+  async checkToken(secret: string): Promise<'admin' | 'node' | null> {
+    if (secret === this.nodeToken) return 'node';
+    const t = await this.store.findTokenByHash(hashToken(secret));
+    return t ? 'admin' : null;
+  }
+
+  // --- lookups ---
+
+  defaultWorkspace() {
+    return this.state.workspaceByName('default')!;
+  }
+
+  project(name: string): Project {
+    const p = this.state.projectByName(this.defaultWorkspace().id, name);
+    if (!p || this.destroying.has(p.id)) throw notFound(`project ${name}`, 'list projects with `enjin projects`');
+    return p;
+  }
+
+  versionOf(project: Project, ref?: string | number): Version {
+    const versions = this.state.versionsOf(project.id);
+    const s = ref === undefined ? undefined : String(ref).replace(/^v/, '');
+    const v = versions.find((x) => String(x.number) === s || x.id === ref);
+    if (!v) throw notFound(`version ${ref} of ${project.name}`, 'list versions with `enjin versions`');
+    return v;
+  }
+
+  // --- desired state changes: each one ends in a job tree (or nothing to do) ---
+
+  /**
+   * Makes `version` the project's desired version and starts the tree that rolls it out. Throws before changing
+   * anything if the project already has a tree running.
+   */
+  async release(project: Project, version: Version, kind: 'deploy' | 'rollback'): Promise<Job | null> {
+    return this.serialized(async () => {
+      this.assertIdle(project);
+      const previous = project.currentVersionId;
+      if (previous === version.id && project.routedVersionId === version.id) {
+        const plan = this.plan(project);
+        if (isEmptyPlan(plan)) return null;
+      }
+      await this.saveProject({ ...project, currentVersionId: version.id });
+      this.backoff.delete(project.id);
+      const title = `${kind} ${project.name} v${version.number}`;
+      return this.applyPlan(this.state.projects.get(project.id)!, kind, title, { previousVersionId: previous, targetVersionId: version.id });
+    });
+  }
+
+  async scale(project: Project, changes: Record<string, number>): Promise<Job | null> {
+    return this.serialized(async () => {
+      this.assertIdle(project);
+      const next = { ...project.scale, ...changes };
+      await this.saveProject({ ...project, scale: next });
+      this.backoff.delete(project.id);
+      const summary = Object.entries(changes).map(([s, n]) => `${s}=${n}`).join(' ');
+      return this.applyPlan(this.state.projects.get(project.id)!, 'scale', `scale ${project.name} ${summary}`, {});
+    });
+  }
+
+  async destroy(project: Project): Promise<Job> {
+    return this.serialized(async () => {
+      this.assertIdle(project);
+      this.destroying.add(project.id);
+      const plan = reconcile({ ...this.reconcileInput(project), project: null });
+      const tree = buildTree(this, project, plan, 'destroy', `destroy ${project.name}`, {});
+      return this.startTree(project, tree);
+    });
+  }
+
+  /** Called by the reconcile loop and after trees end: closes any gap between desired and current. */
+  async converge(project: Project, kind: TreeKind, title: string): Promise<Job | null> {
+    return this.serialized(async () => {
+      if (this.busy.has(project.id) || !this.state.projects.has(project.id) || this.destroying.has(project.id)) return null;
+      return this.applyPlan(project, kind, title, {});
+    });
+  }
+
+  private plan(project: Project): Plan {
+    return reconcile(this.reconcileInput(project));
+  }
+
+  private reconcileInput(project: Project) {
+    return {
+      project,
+      projectId: project.id,
+      version: project.currentVersionId ? this.state.versions.get(project.currentVersionId) ?? null : null,
+      instances: this.state.instancesOf(project.id),
+      nodes: [...this.state.nodes.values()],
+      instancesOnNode: (id: string) => this.state.instancesOnNode(id),
+      newInstanceId: () => newId('inst'),
+    };
+  }
+
+  private async applyPlan(project: Project, kind: TreeKind, title: string, params: Record<string, unknown>): Promise<Job | null> {
+    const plan = this.plan(project);
+    if (isEmptyPlan(plan)) {
+      if (kind === 'deploy' || kind === 'rollback') {
+        // Nothing to start or stop (e.g. every service scaled to 0): the release still happened.
+        await this.saveProject({ ...project, routedVersionId: project.currentVersionId });
+      }
+      return null;
+    }
+    return this.startTree(project, buildTree(this, project, plan, kind, title, params));
+  }
+
+  private async startTree(project: Project, tree: Parameters<JobEngine['start']>[0]): Promise<Job> {
+    const root = await this.jobs.start(tree);
+    this.busy.set(project.id, root.id);
+    return root;
+  }
+
+  private assertIdle(project: Project): void {
+    const running = this.busy.get(project.id);
+    if (running) {
+      throw conflict('project_busy', `${project.name} has job ${running} running; wait for it (\`enjin jobs show ${running}\`) or abort it (\`enjin jobs abort ${running}\`)`);
+    }
+  }
+
+  /** The one applier: plans are computed and turned into trees one at a time, so two plans never race. */
+  private serialized<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.applying.then(fn, fn);
+    this.applying = run.catch(() => {});
+    return run;
+  }
+
+  private async treeFinished(root: Job, jobs: Job[]): Promise<void> {
+    const projectId = root.params.projectId as string | undefined;
+    if (!projectId) return;
+    if (this.busy.get(projectId) === root.id) this.busy.delete(projectId);
+    const project = this.state.projects.get(projectId);
+    if (root.kind === 'destroy') {
+      if (root.state !== 'succeeded') this.destroying.delete(projectId);
+      return;
+    }
+    if (!project) return;
+    if (root.state === 'succeeded') {
+      this.backoff.delete(projectId);
+      return;
+    }
+    const b = this.backoff.get(projectId) ?? { until: 0, failures: 0 };
+    b.failures++;
+    b.until = Date.now() + FAILURE_BACKOFF_MS[Math.min(b.failures - 1, FAILURE_BACKOFF_MS.length - 1)];
+    this.backoff.set(projectId, b);
+    const switched = jobs.some((j) => j.kind === 'switch-routes' && j.state === 'succeeded');
+    const target = root.params.targetVersionId as string | undefined;
+    if ((root.kind === 'deploy' || root.kind === 'rollback') && !switched && project.currentVersionId === target) {
+      // The new version never took traffic: put the previous one back as desired, so a failed or aborted deploy
+      // changes nothing. Its started instances are stopped by the revert tree below.
+      const previous = (root.params.previousVersionId as string | null) ?? null;
+      await this.saveProject({ ...project, currentVersionId: previous });
+      const prevNumber = previous ? this.state.versions.get(previous)?.number : null;
+      this.jobs.appendLog(root.id, previous ? `desired version set back to v${prevNumber}` : 'no previous version: nothing will run');
+      this.backoff.delete(projectId);
+      setImmediate(() => void this.converge(this.state.projects.get(projectId)!, 'revert', `revert ${project.name} to ${prevNumber ? `v${prevNumber}` : 'nothing'}`).catch(() => {}));
+    }
+  }
+
+  private async tick(): Promise<void> {
+    const now = Date.now();
+    for (const n of this.state.nodes.values()) {
+      if (n.status === 'ready' && n.lastSeenAt && now - Date.parse(n.lastSeenAt) > NODE_DOWN_AFTER_MS) {
+        n.status = 'down';
+        void this.store.saveNode(n).catch(() => {});
+        this.notify({ kind: 'node-down', at: new Date().toISOString(), nodeId: n.id, message: `node ${n.name} has not reported for ${NODE_DOWN_AFTER_MS / 1000} s` });
+      }
+    }
+    for (const p of this.state.projects.values()) {
+      if ((this.backoff.get(p.id)?.until ?? 0) > now) continue;
+      try {
+        await this.converge(p, 'reconcile', `reconcile ${p.name}`);
+      } catch {
+        // e.g. no ready node: the next tick tries again
+      }
+    }
+  }
+
+  // --- current state from nodes ---
+
+  private applyNodeState(update: NodeStateUpdate, full: boolean): void {
+    const now = new Date().toISOString();
+    const info = update.node;
+    const existing = this.state.nodes.get(info.nodeId);
+    const node: Node = existing ?? { id: info.nodeId, name: info.name, address: info.address, labels: info.labels, status: 'ready', lastSeenAt: now, createdAt: now };
+    const changedNode = !existing || existing.status !== 'ready' || existing.address !== info.address || existing.name !== info.name;
+    Object.assign(node, { name: info.name, address: info.address, labels: info.labels, status: 'ready', lastSeenAt: now });
+    this.state.nodes.set(node.id, node);
+    if (changedNode) void this.store.saveNode(node).catch(() => {});
+
+    const reported = new Set<string>();
+    for (const r of update.instances) {
+      reported.add(r.instanceId);
+      this.applyInstanceReport(r);
+    }
+    for (const id of update.removed) this.markLost(id, info.nodeId, 'the node no longer runs it');
+    if (full) {
+      for (const i of this.state.instancesOnNode(info.nodeId)) {
+        if (!reported.has(i.id) && i.nodeId === info.nodeId && i.current) this.markLost(i.id, info.nodeId, 'the node restarted without it');
+      }
+    }
+    this.routes.refresh();
+  }
+
+  private applyInstanceReport(r: InstanceReport): void {
+    const i = this.state.instances.get(r.instanceId);
+    if (!i) {
+      // The node runs something the controller never asked for, or no longer wants (its project was destroyed while
+      // the node was away): desired state is the controller's, so it goes.
+      if (r.desired === 'running' && r.current.nodeId) {
+        this.notify({ kind: 'info', at: new Date().toISOString(), nodeId: r.current.nodeId, instanceId: r.instanceId, message: `stopping ${r.project}/${r.service} ${r.instanceId}: not in the desired state` });
+        void this.bus.request(subjects.agentRpc(r.current.nodeId), { op: 'stop', instanceId: r.instanceId }, { timeoutMs: 330_000 }).catch(() => {});
+      }
+      return;
+    }
+    const before = JSON.stringify(i.current);
+    i.current = r.current;
+    this.state.putInstance(i);
+    if (JSON.stringify(i.current) !== before) this.persistInstance(i);
+  }
+
+  private markLost(id: string, nodeId: string, message: string): void {
+    const i = this.state.instances.get(id);
+    if (!i || i.desired !== 'running' || (i.current && i.current.nodeId !== nodeId)) return;
+    // Only a start job creates instances before their first report; those have current === null and are left alone.
+    if (!i.current) return;
+    i.current = { ...i.current, state: 'failed', message, reportedAt: new Date().toISOString() };
+    this.state.putInstance(i);
+    this.persistInstance(i);
+  }
+
+  private persistInstance(i: Instance): void {
+    void this.store.saveInstance(i).catch(() => {});
+  }
+
+  notify(n: Notification): void {
+    this.notifications.push(n);
+    if (this.notifications.length > 500) this.notifications.splice(0, this.notifications.length - 500);
+  }
+
+  // --- writes used by job actions ---
+
+  async saveProject(p: Project): Promise<void> {
+    const next = { ...p, updatedAt: new Date().toISOString() };
+    await this.store.saveProject(next);
+    this.state.projects.set(next.id, next);
+    this.routes.refresh();
+  }
+
+  async saveInstance(i: Instance): Promise<void> {
+    await this.store.saveInstance(i);
+    this.state.putInstance(i);
+    this.routes.refresh();
+  }
+
+  async forgetInstance(id: string): Promise<void> {
+    await this.store.deleteInstance(id);
+    this.state.removeInstance(id);
+    this.routes.refresh();
+  }
+
+  async forgetProject(project: Project): Promise<void> {
+    const versions = this.state.versionsOf(project.id);
+    await this.store.deleteProject(project.id);
+    this.state.removeProject(project.id);
+    this.destroying.delete(project.id);
+    this.backoff.delete(project.id);
+    for (const v of versions) {
+      const stillUsed = [...this.state.versions.values()].some((o) => o.sha256 === v.sha256);
+      if (!stillUsed) this.packages.remove(v.sha256);
+    }
+    this.routes.refresh();
+  }
+
+  // --- versions ---
+
+  async createVersion(project: Project | null, projectName: string, pkg: { sha256: string; size: number; tarball: Buffer; manifest: Version['manifest'] }): Promise<{ project: Project; version: Version; created: boolean }> {
+    return this.serialized(async () => {
+      const ws = this.defaultWorkspace();
+      let p = project ?? this.state.projectByName(ws.id, projectName) ?? null;
+      if (p) this.assertIdle(p);
+      if (p && this.destroying.has(p.id)) throw conflict('project_busy', `${projectName} is being destroyed; wait for that job to end`);
+      this.assertHostnamesFree(p?.id ?? null, pkg.manifest);
+      const now = new Date().toISOString();
+      if (!p) {
+        p = { id: newId('prj'), workspaceId: ws.id, name: projectName, currentVersionId: null, routedVersionId: null, scale: {}, createdAt: now, updatedAt: now };
+        await this.store.saveProject(p);
+        this.state.projects.set(p.id, p);
+      }
+      const same = this.state.versionsOf(p.id).find((v) => v.sha256 === pkg.sha256);
+      if (same) return { project: p, version: same, created: false };
+      await this.packages.put(pkg.sha256, pkg.tarball);
+      const number = Math.max(0, ...this.state.versionsOf(p.id).map((v) => v.number)) + 1;
+      const version: Version = { id: newId('ver'), projectId: p.id, number, sha256: pkg.sha256, size: pkg.size, manifest: pkg.manifest, createdAt: now };
+      await this.store.insertVersion(version);
+      this.state.versions.set(version.id, version);
+      return { project: p, version, created: true };
+    });
+  }
+
+  /** Hostnames belong to one project: a manifest may not claim one another project serves or is about to serve. */
+  private assertHostnamesFree(projectId: string | null, manifest: Version['manifest']): void {
+    const taken = new Map<string, string>();
+    for (const p of this.state.projects.values()) {
+      if (p.id === projectId) continue;
+      for (const vid of new Set([p.currentVersionId, p.routedVersionId])) {
+        const v = vid ? this.state.versions.get(vid) : undefined;
+        for (const s of Object.values(v?.manifest.services ?? {})) for (const h of s.hostnames) taken.set(h, p.name);
+      }
+    }
+    const clashes: Array<{ service: string; index: number; hostname: string; owner: string }> = [];
+    for (const [service, s] of Object.entries(manifest.services)) {
+      s.hostnames.forEach((h, index) => {
+        const owner = taken.get(h);
+        if (owner) clashes.push({ service, index, hostname: h, owner });
+      });
+    }
+    if (clashes.length) {
+      throw new EnjinError('hostname_taken', `${clashes.length} hostname(s) already belong to another project; choose others or destroy that project first`, {
+        status: 409,
+        details: clashes.map((c) => ({ path: `services.${c.service}.hostnames.${c.index}`, message: `${c.hostname} is served by project ${c.owner}` })),
+      });
+    }
+  }
+}
+
+export function hashToken(secret: string): string {
+  return createHash('sha256').update(secret).digest('hex');
+}

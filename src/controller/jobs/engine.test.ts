@@ -1,0 +1,108 @@
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { JobEngine, type JobAction } from './engine.ts';
+import { openStore } from '../../store/open.ts';
+import type { Store } from '../../store/store.ts';
+
+// The engine runs against the real embedded store: job state and logs are what it must get right.
+const dir = mkdtempSync(join(tmpdir(), 'enjin-jobs-'));
+const storePromise = openStore({ dataDir: dir });
+after(async () => {
+  await (await storePromise).close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function setup(actions: Record<string, JobAction>) {
+  const store: Store = await storePromise;
+  const finished: string[] = [];
+  const engine = new JobEngine({ store, actions, onTreeFinished: (root) => void finished.push(`${root.id}:${root.state}`) });
+  return { store, engine, finished };
+}
+
+test('leaves run first, siblings in parallel, the parent after all children succeeded', async () => {
+  const order: string[] = [];
+  let concurrent = 0;
+  let maxConcurrent = 0;
+  const step: JobAction = async ({ job, log }) => {
+    concurrent++;
+    maxConcurrent = Math.max(maxConcurrent, concurrent);
+    order.push(`start ${job.title}`);
+    log(`hello from ${job.title}`);
+    await new Promise((r) => setTimeout(r, 20));
+    order.push(`end ${job.title}`);
+    concurrent--;
+  };
+  const { engine, store } = await setup({ step });
+  const root = await engine.start({
+    kind: 'step', title: 'root', tags: { project: 'p' },
+    children: [{ kind: 'step', title: 'a', children: [{ kind: 'step', title: 'a1' }] }, { kind: 'step', title: 'b' }],
+  });
+  const done = await engine.wait(root.id);
+  assert.equal(done.state, 'succeeded');
+  assert.ok(order.indexOf('end a1') < order.indexOf('start a'));
+  assert.ok(order.indexOf('end a') < order.indexOf('start root') && order.indexOf('end b') < order.indexOf('start root'));
+  assert.equal(maxConcurrent, 2, 'a1 and b run side by side');
+  const tree = await engine.getTree(root.id, true);
+  assert.equal(tree.children.length, 2);
+  assert.deepEqual(tree.children[0].children[0].log, ['hello from a1']);
+  assert.equal(tree.children[0].tags.project, 'p', 'children inherit project tags');
+  assert.equal((await store.getJob(root.id))?.state, 'succeeded');
+});
+
+test('a failure aborts running siblings and marks waiting jobs aborted', async () => {
+  let siblingSawAbort = false;
+  const { engine, finished } = await setup({
+    noop: async () => {},
+    fail: async () => { throw new Error('boom'); },
+    slow: async ({ signal }) => {
+      await new Promise<void>((resolve) => signal.addEventListener('abort', () => { siblingSawAbort = true; resolve(); }));
+    },
+  });
+  const root = await engine.start({
+    kind: 'noop', title: 'root',
+    children: [{ kind: 'noop', title: 'parent', children: [{ kind: 'fail', title: 'bad' }, { kind: 'slow', title: 'slow' }] }],
+  });
+  const done = await engine.wait(root.id);
+  assert.equal(done.state, 'failed');
+  assert.match(done.error ?? '', /bad: boom/);
+  assert.ok(siblingSawAbort);
+  const tree = await engine.getTree(root.id, true);
+  const parent = tree.children[0];
+  assert.equal(parent.state, 'aborted');
+  assert.deepEqual(parent.children.map((c) => c.state), ['failed', 'aborted']);
+  assert.deepEqual(finished, [`${root.id}:failed`]);
+});
+
+test('a user abort ends the tree as aborted and a finished tree cannot be aborted', async () => {
+  const { engine } = await setup({
+    noop: async () => {},
+    forever: ({ signal }) => new Promise<void>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason))),
+  });
+  const root = await engine.start({ kind: 'noop', title: 'root', children: [{ kind: 'forever', title: 'wait' }] });
+  await new Promise((r) => setTimeout(r, 10));
+  const ended = await engine.abort(root.id, 'aborted by a user');
+  assert.equal(ended.state, 'aborted');
+  const tree = await engine.getTree(root.id, false);
+  assert.equal(tree.children[0].state, 'aborted');
+  await assert.rejects(engine.abort(root.id), /nothing to abort/);
+});
+
+test('recover ends interrupted trees with a reason, never leaves them running', async () => {
+  const { engine, store, finished } = await setup({ noop: async () => {} });
+  const now = new Date().toISOString();
+  const base = { kind: 'noop', tags: {}, params: {}, error: null, createdAt: now, startedAt: now, finishedAt: null };
+  await store.insertJobs([
+    { ...base, id: 'job_r', rootId: 'job_r', parentId: null, title: 'root', state: 'waiting', position: 0 },
+    { ...base, id: 'job_c', rootId: 'job_r', parentId: 'job_r', title: 'child', state: 'running', position: 0 },
+    { ...base, id: 'job_d', rootId: 'job_r', parentId: 'job_c', title: 'leaf', state: 'succeeded', position: 0 },
+  ]);
+  await engine.recover((await store.load()).unfinishedJobs);
+  assert.equal((await store.getJob('job_r'))?.state, 'failed');
+  assert.equal((await store.getJob('job_c'))?.state, 'failed');
+  assert.equal((await store.getJob('job_d'))?.state, 'succeeded');
+  assert.match((await store.getJob('job_r'))?.error ?? '', /interrupted/);
+  assert.deepEqual(finished, ['job_r:failed']);
+});

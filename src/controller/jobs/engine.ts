@@ -1,0 +1,296 @@
+// The job engine: runs job trees (leaves first, siblings in parallel, a parent once all its children succeeded),
+// aborts a tree on failure or on request, keeps each job's log, and writes every transition through to the store.
+import { EventEmitter } from 'node:events';
+import { EnjinError, notFound } from '../../core/errors.ts';
+import { newId } from '../../core/ids.ts';
+import { TERMINAL_JOB_STATES, type Job, type JobLogLine, type JobTags } from '../../core/model.ts';
+import type { Store } from '../../store/store.ts';
+
+export interface JobSpec {
+  kind: string;
+  title: string;
+  tags?: JobTags;
+  params?: Record<string, unknown>;
+  children?: JobSpec[];
+}
+
+export interface JobContext {
+  job: Job;
+  /** appends a line to the job's log */
+  log(line: string): void;
+  /** aborted when the tree fails or a user aborts it */
+  signal: AbortSignal;
+  /** params of the tree's root, e.g. what the whole deploy is about */
+  root: Job;
+}
+
+export type JobAction = (ctx: JobContext) => Promise<void>;
+
+/** Called once a tree has reached a terminal state (after its jobs are all terminal). */
+export type TreeFinished = (root: Job, jobs: Job[]) => Promise<void> | void;
+
+interface ActiveTree {
+  root: Job;
+  jobs: Map<string, Job>;
+  children: Map<string, Job[]>;
+  running: Map<string, AbortController>;
+  done: Promise<Job>;
+  resolve: (root: Job) => void;
+  /** why the tree is ending (first failure or the user's abort) */
+  ending: { state: 'failed' | 'aborted'; reason: string } | null;
+}
+
+export interface JobTreeView extends Job {
+  log?: string[];
+  children: JobTreeView[];
+}
+
+const LOG_FLUSH_MS = 200;
+/** a job's log kept in memory for live views; the store has all of it */
+const MAX_LOG_LINE = 4000;
+
+export class JobEngine {
+  private readonly store: Store;
+  private readonly actions: Record<string, JobAction>;
+  private readonly onTreeFinished: TreeFinished;
+  private readonly active = new Map<string, ActiveTree>();
+  private pendingLog: JobLogLine[] = [];
+  private flushTimer: NodeJS.Timeout | null = null;
+  private flushing: Promise<void> = Promise.resolve();
+  /** emits 'change' (job) on every transition and 'log' (line) on every log line: live views listen here */
+  readonly events = new EventEmitter();
+
+  constructor(opts: { store: Store; actions: Record<string, JobAction>; onTreeFinished?: TreeFinished }) {
+    this.store = opts.store;
+    this.actions = opts.actions;
+    this.onTreeFinished = opts.onTreeFinished ?? (() => {});
+    this.events.setMaxListeners(0);
+  }
+
+  /**
+   * Called once at start with the jobs of trees that had not finished when the controller stopped. Nothing survives a
+   * process restart mid-action, so each such tree is ended with a reason (its waiting jobs aborted, its running ones
+   * failed) and handed to onTreeFinished, which decides how to converge (the reconciler picks up from there).
+   */
+  async recover(unfinished: Job[]): Promise<Job[]> {
+    const byRoot = new Map<string, Job[]>();
+    for (const j of unfinished) byRoot.set(j.rootId, [...(byRoot.get(j.rootId) ?? []), j]);
+    const ended: Job[] = [];
+    const now = new Date().toISOString();
+    for (const [rootId, jobs] of byRoot) {
+      const reason = 'interrupted: the controller stopped while this job ran';
+      for (const j of jobs) {
+        if (TERMINAL_JOB_STATES.has(j.state)) continue;
+        const state = j.state === 'running' || j.id === rootId ? 'failed' : 'aborted';
+        Object.assign(j, { state, error: j.id === rootId ? reason : state === 'failed' ? reason : 'aborted: the tree was interrupted', finishedAt: now });
+        await this.store.updateJob(j.id, { state: j.state, error: j.error, finishedAt: now });
+        this.appendLog(j.id, j.error ?? reason);
+      }
+      const root = jobs.find((j) => j.id === rootId);
+      if (root) {
+        ended.push(root);
+        await this.onTreeFinished(root, jobs);
+      }
+    }
+    await this.flushLogs();
+    return ended;
+  }
+
+  /** Persists a tree and starts running it; returns its root at once. */
+  async start(spec: JobSpec): Promise<Job> {
+    const now = new Date().toISOString();
+    const rootId = newId('job');
+    const jobs: Job[] = [];
+    const add = (s: JobSpec, parentId: string | null, position: number, inherited: JobTags): void => {
+      const id = parentId === null ? rootId : newId('job');
+      const tags = { ...inherited, ...s.tags };
+      jobs.push({
+        id, rootId, parentId, kind: s.kind, title: s.title, state: 'waiting', tags, params: s.params ?? {},
+        error: null, createdAt: now, startedAt: null, finishedAt: null, position,
+      });
+      (s.children ?? []).forEach((c, k) => add(c, id, k, { workspace: tags.workspace, project: tags.project }));
+    };
+    add(spec, null, 0, {});
+    for (const j of jobs) {
+      if (!this.actions[j.kind]) throw new EnjinError('internal', `no action for job kind ${j.kind}`, { status: 500 });
+    }
+    await this.store.insertJobs(jobs);
+
+    let resolve!: (root: Job) => void;
+    const done = new Promise<Job>((r) => (resolve = r));
+    const tree: ActiveTree = { root: jobs[0], jobs: new Map(), children: new Map(), running: new Map(), done, resolve, ending: null };
+    for (const j of jobs) {
+      tree.jobs.set(j.id, j);
+      if (j.parentId) tree.children.set(j.parentId, [...(tree.children.get(j.parentId) ?? []), j]);
+    }
+    this.active.set(rootId, tree);
+    for (const j of jobs) this.events.emit('change', j);
+    this.pump(tree);
+    return tree.root;
+  }
+
+  /** Resolves with the root once the tree is finished. */
+  async wait(rootId: string): Promise<Job> {
+    const tree = this.active.get(rootId);
+    if (tree) return tree.done;
+    const job = await this.store.getJob(rootId);
+    if (!job) throw notFound(`job ${rootId}`);
+    return job;
+  }
+
+  isActive(rootId: string): boolean {
+    return this.active.has(rootId);
+  }
+
+  activeRoots(): Job[] {
+    return [...this.active.values()].map((t) => t.root);
+  }
+
+  /** Aborts the tree a job belongs to: running jobs get their signal aborted, waiting ones are marked aborted. */
+  async abort(jobId: string, reason = 'aborted by a user'): Promise<Job> {
+    const job = await this.getJob(jobId);
+    const tree = this.active.get(job.rootId);
+    if (!tree) {
+      throw new EnjinError('job_finished', `job ${job.rootId} has already ${job.state === 'succeeded' ? 'succeeded' : 'ended'}; nothing to abort`, { status: 409 });
+    }
+    this.endTree(tree, 'aborted', reason);
+    return tree.done;
+  }
+
+  async getJob(id: string): Promise<Job> {
+    for (const t of this.active.values()) {
+      const j = t.jobs.get(id);
+      if (j) return j;
+    }
+    const j = await this.store.getJob(id);
+    if (!j) throw notFound(`job ${id}`, 'list jobs with `enjin jobs`');
+    return j;
+  }
+
+  /** The tree a job belongs to, nested, optionally with every job's log. */
+  async getTree(id: string, withLogs: boolean): Promise<JobTreeView> {
+    const job = await this.getJob(id);
+    const tree = this.active.get(job.rootId);
+    const jobs = tree ? [...tree.jobs.values()].map((j) => ({ ...j })) : await this.store.getJobTree(job.rootId);
+    const logs = new Map<string, string[]>();
+    if (withLogs) {
+      await this.flushLogs();
+      await Promise.all(jobs.map(async (j) => logs.set(j.id, (await this.store.getJobLog(j.id)).map((l) => l.line))));
+    }
+    const views = new Map<string, JobTreeView>(jobs.map((j) => [j.id, { ...j, ...(withLogs ? { log: logs.get(j.id) ?? [] } : {}), children: [] }]));
+    let root: JobTreeView | undefined;
+    for (const v of views.values()) {
+      if (v.parentId && views.has(v.parentId)) views.get(v.parentId)!.children.push(v);
+      else if (v.id === job.rootId) root = v;
+    }
+    for (const v of views.values()) v.children.sort((a, b) => a.position - b.position);
+    if (!root) throw notFound(`job tree ${job.rootId}`);
+    return root;
+  }
+
+  appendLog(jobId: string, line: string): void {
+    const entry = { jobId, at: new Date().toISOString(), line: line.length > MAX_LOG_LINE ? `${line.slice(0, MAX_LOG_LINE)}…` : line };
+    this.pendingLog.push(entry);
+    this.events.emit('log', entry);
+    this.flushTimer ??= setTimeout(() => void this.flushLogs(), LOG_FLUSH_MS);
+  }
+
+  async flushLogs(): Promise<void> {
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = null;
+    const batch = this.pendingLog;
+    this.pendingLog = [];
+    // Chain flushes so log lines reach the store in order.
+    this.flushing = this.flushing.then(async () => {
+      if (batch.length) await this.store.appendJobLog(batch).catch(() => { this.pendingLog.unshift(...batch); });
+    });
+    await this.flushing;
+  }
+
+  /** Aborts every running tree (used on shutdown: they are recovered as interrupted on the next start). */
+  async stop(): Promise<void> {
+    await this.flushLogs();
+    for (const t of this.active.values()) for (const c of t.running.values()) c.abort(new Error('the controller is stopping'));
+  }
+
+  // --- running ---
+
+  private pump(tree: ActiveTree): void {
+    if (tree.ending) return;
+    for (const job of tree.jobs.values()) {
+      if (job.state !== 'waiting') continue;
+      const kids = tree.children.get(job.id) ?? [];
+      if (kids.every((k) => k.state === 'succeeded')) void this.run(tree, job);
+    }
+  }
+
+  private async run(tree: ActiveTree, job: Job): Promise<void> {
+    const controller = new AbortController();
+    tree.running.set(job.id, controller);
+    await this.transition(job, { state: 'running', startedAt: new Date().toISOString() });
+    let failure: string | null = null;
+    try {
+      await this.actions[job.kind]({ job, root: tree.root, signal: controller.signal, log: (line) => this.appendLog(job.id, line) });
+      if (controller.signal.aborted) failure = String((controller.signal.reason as Error)?.message ?? 'aborted');
+    } catch (err) {
+      failure = err instanceof Error ? err.message : String(err);
+    }
+    tree.running.delete(job.id);
+    const finishedAt = new Date().toISOString();
+    if (failure === null) {
+      await this.transition(job, { state: 'succeeded', finishedAt });
+      if (job.id === tree.root.id) return this.finish(tree, 'succeeded', null);
+      return this.pump(tree);
+    }
+    if (tree.ending) {
+      // The tree was already ending (a sibling failed, or a user aborted): this job stopped because it was told to.
+      await this.transition(job, { state: 'aborted', error: tree.ending.reason, finishedAt });
+      this.appendLog(job.id, `aborted: ${tree.ending.reason}`);
+    } else {
+      await this.transition(job, { state: 'failed', error: failure, finishedAt });
+      this.appendLog(job.id, `failed: ${failure}`);
+      this.endTree(tree, 'failed', `${job.title}: ${failure}`);
+    }
+    if (tree.running.size === 0) await this.finish(tree, tree.ending!.state, tree.ending!.reason);
+  }
+
+  private endTree(tree: ActiveTree, state: 'failed' | 'aborted', reason: string): void {
+    if (tree.ending) return;
+    tree.ending = { state, reason };
+    const now = new Date().toISOString();
+    for (const job of tree.jobs.values()) {
+      if (job.state === 'waiting') void this.transition(job, { state: 'aborted', error: reason, finishedAt: now });
+    }
+    for (const c of tree.running.values()) c.abort(new Error(reason));
+    if (tree.running.size === 0) void this.finish(tree, state, reason);
+  }
+
+  private async finish(tree: ActiveTree, state: 'succeeded' | 'failed' | 'aborted', reason: string | null): Promise<void> {
+    if (!this.active.has(tree.root.id)) return;
+    this.active.delete(tree.root.id);
+    const root = tree.root;
+    // The root carries the tree's outcome: failed for a failure anywhere below it, aborted for a user's abort.
+    const error = state === 'succeeded' ? null : reason;
+    if (root.state !== state || root.error !== error) {
+      await this.transition(root, { state, error, finishedAt: new Date().toISOString() });
+    }
+    try {
+      await this.onTreeFinished(root, [...tree.jobs.values()]);
+    } catch (err) {
+      this.appendLog(root.id, `after the tree ended: ${(err as Error).message}`);
+    }
+    await this.flushLogs();
+    tree.resolve(root);
+  }
+
+  private async transition(job: Job, patch: Partial<Job>): Promise<void> {
+    Object.assign(job, patch);
+    this.events.emit('change', job);
+    try {
+      await this.store.updateJob(job.id, { state: job.state, error: job.error, startedAt: job.startedAt, finishedAt: job.finishedAt });
+    } catch (err) {
+      // The in-memory tree stays authoritative while the store is away; the next transition writes the state again.
+      this.appendLog(job.id, `could not record state ${job.state}: ${(err as Error).message}`);
+    }
+  }
+}

@@ -1,0 +1,43 @@
+// Builds the route table routers serve from the controller's state. Pure: the same state gives the same table.
+import type { Instance, Project, Version, Workspace } from '../../core/model.ts';
+import type { RouteService } from '../../core/messages.ts';
+
+export interface RouteInput {
+  workspaces: Map<string, Workspace>;
+  projects: Iterable<Project>;
+  versions: Map<string, Version>;
+  instancesOf: (projectId: string) => Instance[];
+  domain: string;
+}
+
+/** `SERVICE.PROJECT.DOMAIN` in the default workspace, `SERVICE.PROJECT.WORKSPACE.DOMAIN` elsewhere. */
+export function generatedHostname(service: string, project: string, workspace: string, domain: string): string {
+  return workspace === 'default' ? `${service}.${project}.${domain}` : `${service}.${project}.${workspace}.${domain}`;
+}
+
+export function serviceKey(workspace: string, project: string, service: string): string {
+  return `${workspace}/${project}/${service}`;
+}
+
+export function buildRouteTable(input: RouteInput): { hosts: Record<string, string>; services: Record<string, RouteService> } {
+  const hosts: Record<string, string> = {};
+  const services: Record<string, RouteService> = {};
+  const projects = [...input.projects].sort((a, b) => (a.id < b.id ? -1 : 1));
+  for (const project of projects) {
+    const version = project.routedVersionId ? input.versions.get(project.routedVersionId) : undefined;
+    if (!version) continue;
+    const ws = input.workspaces.get(project.workspaceId)?.name ?? 'default';
+    const instances = input.instancesOf(project.id);
+    for (const [name, spec] of Object.entries(version.manifest.services)) {
+      if (!spec.listens) continue;
+      const key = serviceKey(ws, project.name, name);
+      const upstreams = instances
+        .filter((i) => i.service === name && i.versionId === version.id && i.desired === 'running' && i.current?.state === 'running' && i.current.port && i.current.host)
+        .map((i) => ({ instanceId: i.id, host: i.current!.host!, port: i.current!.port! }))
+        .sort((a, b) => (a.instanceId < b.instanceId ? -1 : 1));
+      services[key] = { key, upstreams };
+      for (const h of [...spec.hostnames, generatedHostname(name, project.name, ws, input.domain)]) hosts[h.toLowerCase()] = key;
+    }
+  }
+  return { hosts, services };
+}

@@ -1,0 +1,32 @@
+// The scheduler: decides which node each new instance goes to. A pure function of a state snapshot, no I/O.
+import { EnjinError } from '../../core/errors.ts';
+
+export interface NodeLoad {
+  nodeId: string;
+  ready: boolean;
+  /** instances of any service currently placed on the node (desired running) */
+  instances: number;
+  /** instances of the service being placed that are already on the node */
+  sameService: number;
+}
+
+/**
+ * Places `count` instances of one service, spreading them: each goes to the ready node with the fewest instances of
+ * that service, then the fewest instances overall, then the lowest id (so the result is deterministic).
+ */
+export function placeInstances(nodes: readonly NodeLoad[], count: number): string[] {
+  if (count <= 0) return [];
+  const ready = nodes.filter((n) => n.ready).map((n) => ({ ...n }));
+  if (ready.length === 0) {
+    throw new EnjinError('no_ready_nodes', 'no node is ready to run instances; check `enjin nodes` and that the agent is running', { status: 503 });
+  }
+  const placed: string[] = [];
+  for (let i = 0; i < count; i++) {
+    ready.sort((a, b) => a.sameService - b.sameService || a.instances - b.instances || (a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : 0));
+    const best = ready[0];
+    placed.push(best.nodeId);
+    best.sameService++;
+    best.instances++;
+  }
+  return placed;
+}

@@ -1,0 +1,452 @@
+// Parses and validates enjin.yaml into a Manifest, reporting every problem at once with its line and column.
+import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node, type Pair, type YAMLMap } from 'yaml';
+import { EnjinError, type ErrorDetail } from './errors.ts';
+import { NAME_PATTERN, NAME_RULE } from './ids.ts';
+import type { HealthSpec, Manifest, ServiceSpec } from './model.ts';
+
+export const MANIFEST_FILE = 'enjin.yaml';
+
+export const INSTANCES_MAX = 100;
+export const START_TIMEOUT_DEFAULT = 60;
+export const STOP_TIMEOUT_DEFAULT = 10;
+
+const TOP_KEYS = ['project', 'prepare', 'env', 'services'] as const;
+const SERVICE_KEYS = ['command', 'instances', 'hostnames', 'health', 'port', 'env', 'stop_timeout'] as const;
+const HEALTH_KEYS = ['http', 'start_timeout'] as const;
+
+/** Words people reach for from other platforms, mapped to ours, for "did you mean". */
+const SYNONYMS: Record<string, string> = {
+  name: 'project', app: 'project', processes: 'services', build: 'prepare', release: 'prepare', environment: 'env',
+  cmd: 'command', run: 'command', start: 'command', replicas: 'instances', scale: 'instances', count: 'instances',
+  hosts: 'hostnames', domains: 'hostnames', healthcheck: 'health', path: 'http', timeout: 'start_timeout',
+};
+
+export const ENV_KEY_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** Set by the agent for every listening instance; a manifest value would be silently wrong. */
+const RESERVED_ENV = new Set(['PORT']);
+
+/** One error for a whole file's worth of problems, sorted by position, so the user fixes them in one pass. */
+export function manifestInvalid(file: string, details: ErrorDetail[]): EnjinError {
+  const sorted = [...details].sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
+  const n = sorted.length;
+  return new EnjinError('manifest_invalid', `${file} has ${n} problem${n === 1 ? '' : 's'}; fix ${n === 1 ? 'it' : 'them'} and deploy again`, {
+    status: 422,
+    details: sorted,
+  });
+}
+
+/**
+ * Why a hostname is not acceptable, or null if it is. Expects it trimmed and lower-cased.
+ * Exact names may be single-label (`localhost`); a wildcard is `*.` plus at least two labels,
+ * so `*.com` cannot claim a whole top-level domain.
+ */
+export function hostnameProblem(host: string): string | null {
+  if (host === '') return 'must not be empty';
+  if (/^[a-z][a-z0-9+.-]*:\/\//.test(host)) return 'must be a bare hostname, without a scheme such as http://';
+  if (host.includes('/')) return 'must be a bare hostname, without a path';
+  if (host.includes(':')) return 'must be a bare hostname, without a port (the router listens on its own ports)';
+  if (/[^\x00-\x7f]/.test(host)) return 'must be ASCII; write an internationalized name in its punycode (xn--) form';
+  if (host.endsWith('.')) return 'must not end with a dot';
+  let name = host;
+  if (host.startsWith('*.')) {
+    name = host.slice(2);
+    if (name.split('.').length < 2) return 'a wildcard needs at least two labels after "*.", as in *.example.com';
+  }
+  if (name.includes('*')) return 'a wildcard is only allowed as the whole first label, as in *.example.com';
+  if (host.length > 253) return 'must be at most 253 characters';
+  const labels = name.split('.');
+  for (const label of labels) {
+    if (label === '') return 'must not contain empty labels (two dots in a row)';
+    if (label.length > 63) return `label "${label.slice(0, 20)}…" is longer than 63 characters`;
+    if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/.test(label)) {
+      return `label "${label}" may only hold letters, digits and inner dashes`;
+    }
+  }
+  if (/^[0-9]+$/.test(labels[labels.length - 1])) return 'looks like an IP address; routing is by hostname';
+  return null;
+}
+
+/** Every hostname the manifest routes, in service order. */
+export function manifestHostnames(m: Manifest): string[] {
+  return Object.values(m.services).flatMap((s) => s.hostnames);
+}
+
+export function parseManifest(text: string, file = MANIFEST_FILE): Manifest {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false });
+  const v = new Validator(file, lines, doc);
+
+  // A broken document yields a best-effort tree; validating it would add confusing follow-on problems.
+  if (doc.errors.length) {
+    for (const e of doc.errors) v.problemAt(e.pos[0], '', yamlMessage(e.code, e.message));
+    throw manifestInvalid(file, v.problems);
+  }
+  const manifest = v.manifest(doc.contents);
+  if (v.problems.length || !manifest) throw manifestInvalid(file, v.problems);
+  return manifest;
+}
+
+function yamlMessage(code: string, message: string): string {
+  if (code === 'DUPLICATE_KEY') return 'this key appears twice in the same map; keep one';
+  if (code === 'MULTIPLE_DOCS') return 'the file must hold a single YAML document; remove the extra "---"';
+  return `YAML syntax: ${message}`;
+}
+
+/** What the user wrote, for "(got …)". */
+function describe(node: Node | null): string {
+  if (node === null) return 'nothing';
+  if (isMap(node)) return 'a map';
+  if (isSeq(node)) return 'a list';
+  if (isScalar(node)) {
+    if (node.value === null || node.value === undefined) return 'nothing';
+    if (typeof node.value === 'string') {
+      const s = node.value.length > 60 ? `${node.value.slice(0, 60)}…` : node.value;
+      return JSON.stringify(s);
+    }
+    return (node as { source?: string }).source || String(node.value);
+  }
+  return 'something else';
+}
+
+/** The hint for a value YAML typed as a number or boolean where a string was meant. */
+function quoteHint(node: Node | null): string {
+  if (isScalar(node) && (typeof node.value === 'number' || typeof node.value === 'boolean')) {
+    return `; YAML reads it as a ${typeof node.value}, so quote it: "${describe(node)}"`;
+  }
+  return '';
+}
+
+function levenshtein(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length];
+}
+
+function suggest(key: string, allowed: readonly string[]): string | null {
+  const squash = (s: string): string => s.toLowerCase().replace(/[-_\s]/g, '');
+  const k = squash(key);
+  const same = allowed.find((a) => squash(a) === k);
+  if (same) return same;
+  const synonym = SYNONYMS[k];
+  if (synonym && allowed.includes(synonym)) return synonym;
+  let best: string | null = null;
+  let bestDistance = Infinity;
+  for (const a of allowed) {
+    const d = levenshtein(k, squash(a));
+    if (d < bestDistance) [best, bestDistance] = [a, d];
+  }
+  return bestDistance <= (k.length <= 4 ? 1 : 2) ? best : null;
+}
+
+interface Entry {
+  key: string;
+  keyNode: Node | null;
+  value: Node | null;
+  /** where to point when the value itself is missing or empty */
+  anchor: Node | null;
+}
+
+interface HostnameUse {
+  path: string;
+  line: number;
+}
+
+class Validator {
+  readonly problems: ErrorDetail[] = [];
+  private readonly hostnames = new Map<string, HostnameUse>();
+
+  constructor(
+    private readonly file: string,
+    private readonly lines: LineCounter,
+    private readonly doc: Document.Parsed,
+  ) {}
+
+  problemAt(offset: number, path: string, message: string): void {
+    const { line, col } = this.lines.linePos(offset);
+    this.problems.push({
+      file: this.file,
+      line: Math.max(line, 1),
+      column: Math.max(col, 1),
+      ...(path ? { path } : {}),
+      message: path ? `${path}: ${message}` : message,
+    });
+  }
+
+  problem(node: Node | null, fallback: Node | null, path: string, message: string): void {
+    // An empty value (`key:`) has a zero-width range at the end of the line; the key is the better place to point.
+    const empty = isScalar(node) && node.value === null && !(node as { source?: string }).source;
+    const at = (!empty && node?.range) || fallback?.range || node?.range;
+    this.problemAt(at ? at[0] : 0, path, message);
+  }
+
+  /** Aliases are followed so `env: *common` works; an alias to nothing is a problem. */
+  private deref(node: unknown, path: string): Node | null {
+    if (node === null || node === undefined) return null;
+    if (isAlias(node)) {
+      const target = node.resolve(this.doc);
+      if (!target) {
+        this.problem(node, null, path, `alias *${node.source} refers to no anchor`);
+        return null;
+      }
+      return target as Node;
+    }
+    return node as Node;
+  }
+
+  /** The entries of a map, with non-string keys reported; unknown keys are reported against `allowed`. */
+  private entries(map: YAMLMap, path: string, allowed: readonly string[] | null): Entry[] {
+    const out: Entry[] = [];
+    for (const pair of map.items as Pair<unknown, unknown>[]) {
+      const keyNode = this.deref(pair.key, path);
+      if (!isScalar(keyNode) || keyNode.value === null || typeof keyNode.value === 'object') {
+        this.problem(keyNode, map, path || '(top level)', 'keys must be plain names');
+        continue;
+      }
+      const key = String(keyNode.value);
+      const full = path ? `${path}.${key}` : key;
+      const value = this.deref(pair.value, full);
+      if (allowed && !allowed.includes(key)) {
+        const near = suggest(key, allowed);
+        const merge = key === '<<' ? '; YAML merge keys (<<) are not supported, repeat the keys instead' : '';
+        const mean = near ? ` (did you mean "${near}"?)` : '';
+        this.problem(keyNode, null, full, `unknown key${mean}; allowed here: ${allowed.join(', ')}${merge}`);
+        continue;
+      }
+      out.push({ key, keyNode, value, anchor: keyNode });
+    }
+    return out;
+  }
+
+  manifest(root: unknown): Manifest | null {
+    const top = this.deref(root, '');
+    if (!isMap(top)) {
+      this.problem(top, null, '', `the file must be a map with at least "project" and "services" (got ${describe(top)})`);
+      return null;
+    }
+    const byKey = new Map(this.entries(top, '', TOP_KEYS).map((e) => [e.key, e]));
+
+    const projectEntry = byKey.get('project');
+    let project = '';
+    if (!projectEntry) this.problem(top, null, 'project', `is required: the project's name (${NAME_RULE})`);
+    else project = this.name(projectEntry, 'project') ?? '';
+
+    const prepareEntry = byKey.get('prepare');
+    const prepare = prepareEntry ? this.prepare(prepareEntry) : [];
+    const envEntry = byKey.get('env');
+    const env = envEntry ? this.env(envEntry, 'env') : {};
+
+    const services: Record<string, ServiceSpec> = {};
+    const servicesEntry = byKey.get('services');
+    if (!servicesEntry) {
+      this.problem(top, null, 'services', 'is required: a map of service names to their settings, e.g. "web: { command: node server.js }"');
+    } else if (!isMap(servicesEntry.value)) {
+      this.problem(servicesEntry.value, servicesEntry.anchor, 'services', `must be a map of service names to their settings (got ${describe(servicesEntry.value)})`);
+    } else {
+      const list = this.entries(servicesEntry.value, 'services', null);
+      if (list.length === 0 && servicesEntry.value.items.length === 0) {
+        this.problem(servicesEntry.value, servicesEntry.anchor, 'services', 'must list at least one service');
+      }
+      for (const e of list) {
+        const spec = this.service(e);
+        if (spec) services[spec.name] = spec;
+      }
+    }
+    return { project, prepare, env, services };
+  }
+
+  private name(e: Entry, path: string): string | null {
+    const v = e.value;
+    if (!isScalar(v) || typeof v.value !== 'string' || !NAME_PATTERN.test(v.value)) {
+      this.problem(v, e.anchor, path, `must be a name: ${NAME_RULE} (got ${describe(v)})`);
+      return null;
+    }
+    return v.value;
+  }
+
+  private prepare(e: Entry): string[] {
+    const v = e.value;
+    if (isScalar(v) && v.value === null) return [];
+    const items: Array<{ node: Node | null; path: string }> = [];
+    if (isSeq(v)) v.items.forEach((item, i) => items.push({ node: this.deref(item, `prepare[${i}]`), path: `prepare[${i}]` }));
+    else items.push({ node: v, path: 'prepare' });
+    const out: string[] = [];
+    for (const { node, path } of items) {
+      if (!isScalar(node) || typeof node.value !== 'string' || node.value.trim() === '') {
+        const what = path === 'prepare' ? 'a command or a list of commands' : 'a non-empty command';
+        this.problem(node, e.anchor, path, `must be ${what} (got ${describe(node)}${quoteHint(node)})`);
+        continue;
+      }
+      out.push(node.value.trim());
+    }
+    return out;
+  }
+
+  private env(e: Entry, path: string): Record<string, string> {
+    const v = e.value;
+    if (isScalar(v) && v.value === null) return {};
+    if (!isMap(v)) {
+      this.problem(v, e.anchor, path, `must be a map of variable names to values (got ${describe(v)})`);
+      return {};
+    }
+    const out: Record<string, string> = {};
+    for (const item of this.entries(v, path, null)) {
+      const full = `${path}.${item.key}`;
+      if (!ENV_KEY_PATTERN.test(item.key)) {
+        this.problem(item.keyNode, null, full, 'is not a valid variable name: use letters, digits and underscores, not starting with a digit');
+        continue;
+      }
+      if (RESERVED_ENV.has(item.key)) {
+        this.problem(item.keyNode, null, full, 'is set by enjin for every instance that listens; remove it');
+        continue;
+      }
+      const value = item.value;
+      if (!isScalar(value) || value.value === null || value.value === undefined) {
+        this.problem(value, item.anchor, full, `must be a string, number or boolean; write "" for an empty value (got ${describe(value)})`);
+        continue;
+      }
+      // Numbers and booleans keep the spelling the user wrote: 0755 stays "0755", not "755".
+      out[item.key] = typeof value.value === 'string' ? value.value : (value as { source?: string }).source || String(value.value);
+    }
+    return out;
+  }
+
+  private integer(e: Entry, path: string, min: number, max: number, unit: string): number | null {
+    const v = e.value;
+    if (!isScalar(v) || typeof v.value !== 'number' || !Number.isInteger(v.value) || v.value < min || v.value > max) {
+      this.problem(v, e.anchor, path, `must be a whole number${unit} from ${min} to ${max} (got ${describe(v)})`);
+      return null;
+    }
+    return v.value;
+  }
+
+  private service(e: Entry): ServiceSpec | null {
+    const base = `services.${e.key}`;
+    if (!NAME_PATTERN.test(e.key)) this.problem(e.keyNode, null, base, `is not a valid service name: ${NAME_RULE}`);
+    const v = e.value;
+    if (!isMap(v)) {
+      this.problem(v, e.anchor, base, `must be a map with at least a command, e.g. "command: node server.js" (got ${describe(v)})`);
+      return null;
+    }
+    const byKey = new Map(this.entries(v, base, SERVICE_KEYS).map((x) => [x.key, x]));
+
+    let command = '';
+    const commandEntry = byKey.get('command');
+    if (!commandEntry) {
+      this.problem(e.keyNode, null, base, 'needs a command: the shell command that starts the service, e.g. "command: node server.js"');
+    } else {
+      const c = commandEntry.value;
+      if (!isScalar(c) || typeof c.value !== 'string' || c.value.trim() === '') {
+        this.problem(c, commandEntry.anchor, `${base}.command`, `must be a non-empty shell command (got ${describe(c)}${quoteHint(c)})`);
+      } else {
+        command = c.value.trim();
+      }
+    }
+
+    const instancesEntry = byKey.get('instances');
+    const instances = instancesEntry ? this.integer(instancesEntry, `${base}.instances`, 0, INSTANCES_MAX, '') ?? 1 : 1;
+
+    const hostnamesEntry = byKey.get('hostnames');
+    const hostnames = hostnamesEntry ? this.hostnameList(hostnamesEntry, `${base}.hostnames`) : [];
+
+    const healthEntry = byKey.get('health');
+    const health = healthEntry ? this.health(healthEntry, `${base}.health`) : null;
+
+    const portEntry = byKey.get('port');
+    let port: boolean | null = null;
+    if (portEntry) {
+      const p = portEntry.value;
+      if (!isScalar(p) || typeof p.value !== 'boolean') {
+        const hint = isScalar(p) && typeof p.value === 'number' ? '; enjin assigns the port number and passes it in $PORT' : '';
+        this.problem(p, portEntry.anchor, `${base}.port`, `must be true or false: whether the service listens on $PORT (got ${describe(p)})${hint}`);
+      } else {
+        port = p.value;
+      }
+    }
+
+    const envEntry = byKey.get('env');
+    const env = envEntry ? this.env(envEntry, `${base}.env`) : {};
+
+    const stopEntry = byKey.get('stop_timeout');
+    const stopTimeout = stopEntry ? this.integer(stopEntry, `${base}.stop_timeout`, 0, 300, ' of seconds') ?? STOP_TIMEOUT_DEFAULT : STOP_TIMEOUT_DEFAULT;
+
+    if (port === false && portEntry) {
+      const needs: string[] = [];
+      if (hostnamesEntry && hostnames.length) needs.push(`hostnames (line ${this.lineOf(hostnamesEntry.keyNode)})`);
+      if (healthEntry && health) needs.push(`a health check (line ${this.lineOf(healthEntry.keyNode)})`);
+      if (needs.length) {
+        this.problem(portEntry.value, portEntry.anchor, `${base}.port`, `is false, but the service has ${needs.join(' and ')}, which need it to listen on $PORT; remove "port: false" or those settings`);
+      }
+    }
+    const listens = port ?? (hostnames.length > 0 || health !== null || e.key === 'web');
+
+    // Returned even with problems recorded: parseManifest throws if there are any.
+    return { name: e.key, command, instances, listens, hostnames, health, env, stopTimeout };
+  }
+
+  private lineOf(node: Node | null): number {
+    return node?.range ? this.lines.linePos(node.range[0]).line : 0;
+  }
+
+  private hostnameList(e: Entry, path: string): string[] {
+    const v = e.value;
+    if (isScalar(v) && v.value === null) return [];
+    if (!isSeq(v)) {
+      this.problem(v, e.anchor, path, `must be a list of hostnames, e.g. [app.example.com, "*.app.example.com"] (got ${describe(v)})`);
+      return [];
+    }
+    const out: string[] = [];
+    v.items.forEach((item, i) => {
+      const full = `${path}[${i}]`;
+      const node = this.deref(item, full);
+      if (!isScalar(node) || typeof node.value !== 'string') {
+        this.problem(node, e.anchor, full, `must be a hostname (got ${describe(node)})`);
+        return;
+      }
+      // DNS names are case-insensitive; the router matches the lower-cased Host header.
+      const host = node.value.trim().toLowerCase();
+      const why = hostnameProblem(host);
+      if (why) {
+        this.problem(node, e.anchor, full, `${why} (got ${describe(node)})`);
+        return;
+      }
+      const line = this.lineOf(node);
+      const seen = this.hostnames.get(host);
+      if (seen) {
+        this.problem(node, e.anchor, full, `"${host}" is already used by ${seen.path} (line ${seen.line}); each hostname routes to one service`);
+        return;
+      }
+      this.hostnames.set(host, { path: full, line });
+      out.push(host);
+    });
+    return out;
+  }
+
+  private health(e: Entry, path: string): HealthSpec | null {
+    const v = e.value;
+    if (isScalar(v) && v.value === null) return null;
+    if (!isMap(v)) {
+      this.problem(v, e.anchor, path, `must be a map, e.g. { http: /healthz } (got ${describe(v)})`);
+      return null;
+    }
+    const byKey = new Map(this.entries(v, path, HEALTH_KEYS).map((x) => [x.key, x]));
+    const health: HealthSpec = { startTimeout: START_TIMEOUT_DEFAULT };
+    const http = byKey.get('http');
+    if (http) {
+      const h = http.value;
+      if (!isScalar(h) || typeof h.value !== 'string' || !/^\/[^\s]*$/.test(h.value)) {
+        this.problem(h, http.anchor, `${path}.http`, `must be a URL path starting with "/", without spaces, e.g. /healthz (got ${describe(h)})`);
+      } else {
+        health.http = h.value;
+      }
+    }
+    const start = byKey.get('start_timeout');
+    if (start) health.startTimeout = this.integer(start, `${path}.start_timeout`, 1, 600, ' of seconds') ?? START_TIMEOUT_DEFAULT;
+    return health;
+  }
+}

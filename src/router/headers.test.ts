@@ -1,0 +1,50 @@
+// Unit tests of header rewriting: hop-by-hop removal, X-Forwarded-*, body detection.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { forwardRequest, forwardResponseHeaders } from './headers.ts';
+
+const pairs = (flat: string[]) => {
+  const out: [string, string][] = [];
+  for (let i = 0; i < flat.length; i += 2) out.push([flat[i], flat[i + 1]]);
+  return out;
+};
+
+test('request: hop-by-hop headers and those named by Connection are dropped, X-Forwarded-* set', () => {
+  const f = forwardRequest(
+    [
+      'Host', 'App.Example.com', 'Host', 'evil.example.com', 'Connection', 'keep-alive, X-Secret', 'X-Secret', '1',
+      'Keep-Alive', 'timeout=5', 'TE', 'trailers', 'Transfer-Encoding', 'chunked', 'Expect', '100-continue',
+      'Proxy-Connection', 'x', 'X-Forwarded-For', '1.2.3.4', 'X-Forwarded-Proto', 'https', 'X-Forwarded-Host', 'spoof',
+      'Cookie', 'a=1', 'Cookie', 'b=2', 'Upgrade', 'h2c',
+    ],
+    '10.0.0.9',
+    false,
+  );
+  assert.equal(f.host, 'App.Example.com');
+  assert.equal(f.hasBody, true);
+  assert.deepEqual(pairs(f.headers), [
+    ['Host', 'App.Example.com'],
+    ['Cookie', 'a=1'],
+    ['Cookie', 'b=2'],
+    ['x-forwarded-for', '1.2.3.4, 10.0.0.9'],
+    ['x-forwarded-proto', 'http'],
+    ['x-forwarded-host', 'App.Example.com'],
+  ]);
+});
+
+test('request: a body is detected from Content-Length, a zero length is none', () => {
+  assert.equal(forwardRequest(['Host', 'a', 'Content-Length', '0'], '1.1.1.1', false).hasBody, false);
+  assert.equal(forwardRequest(['Host', 'a', 'content-length', '12'], '1.1.1.1', false).hasBody, true);
+  assert.equal(forwardRequest(['Host', 'a'], '1.1.1.1', false).hasBody, false);
+});
+
+test('request: an upgrade keeps its Connection and Upgrade headers', () => {
+  const f = forwardRequest(['Host', 'a', 'Connection', 'Upgrade', 'Upgrade', 'websocket', 'Sec-WebSocket-Key', 'k'], '1.1.1.1', true);
+  assert.deepEqual(pairs(f.headers).slice(0, 4), [['Host', 'a'], ['Connection', 'Upgrade'], ['Upgrade', 'websocket'], ['Sec-WebSocket-Key', 'k']]);
+});
+
+test('response: hop-by-hop dropped, repeated headers and raw bytes kept', () => {
+  const raw = ['Set-Cookie', 'a=1', 'set-cookie', 'b=2', 'Connection', 'keep-alive, X-Private', 'X-Private', 'p', 'Keep-Alive', 'timeout=5',
+    'Transfer-Encoding', 'chunked', 'X-Name', 'caf\u00e9'].map((s) => Buffer.from(s, 'latin1'));
+  assert.deepEqual(pairs(forwardResponseHeaders(raw)), [['Set-Cookie', 'a=1'], ['set-cookie', 'b=2'], ['X-Name', 'caf\u00e9']]);
+});

@@ -1,0 +1,310 @@
+// The router: one per node, an HTTP/1.1 + WebSocket reverse proxy by Host, fed route tables over the bus.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Bus, Subscription } from '../bus/bus.ts';
+import { invalid } from '../core/errors.ts';
+import {
+  subjects,
+  type RouteTableUpdate,
+  type RouterInflightReply,
+  type RouterRequest,
+  type RouterStatsReply,
+  type ServiceStats,
+  type Upstream,
+} from '../core/messages.ts';
+import { forwardRequest } from './headers.ts';
+import { displayHost, HttpExchange, sendPlain, type ProxyHost } from './proxy.ts';
+import { readRouteFile, writeRouteFile } from './route-file.ts';
+import { normalizeHost, RouteTable, type RouteTarget } from './route-table.ts';
+import { ServiceCounters } from './stats.ts';
+import { rejectUpgrade, Tunnel } from './tunnel.ts';
+import { UpstreamState } from './upstreams.ts';
+
+export interface RouterOptions {
+  routerId: string;
+  bus: Bus;
+  /** where routes.json lives */
+  dataDir: string;
+  /** 0 picks a free port; see `Router.port` */
+  port: number;
+  /** default 0.0.0.0 */
+  host?: string;
+}
+
+/** How long stop() lets requests in progress finish before cutting their connections. */
+const STOP_GRACE_MS = 5_000;
+/** Asking the controller for the table: each attempt waits this long, then backs off up to the maximum. */
+const FETCH_TIMEOUT_MS = 2_000;
+const FETCH_BACKOFF_FIRST_MS = 250;
+const FETCH_BACKOFF_MAX_MS = 10_000;
+
+export class Router implements ProxyHost {
+  private readonly opts: RouterOptions;
+  private readonly routeFile: string;
+  private table: RouteTable = RouteTable.empty();
+  private server: Server | null = null;
+  private readonly counters = new Map<string, ServiceCounters>();
+  private unknownHost = 0;
+  private since = new Date().toISOString();
+  /** upstreams of the current table, by instance id */
+  private readonly live = new Map<string, UpstreamState>();
+  /** upstreams that left the table while requests to them were still in flight */
+  private readonly draining = new Set<UpstreamState>();
+  private readonly tunnels = new Set<Tunnel>();
+  private readonly subscriptions: Subscription[] = [];
+  private fetchTimer: NodeJS.Timeout | null = null;
+  private stopping = false;
+  private persistNext: RouteTableUpdate | null = null;
+  private persisting: Promise<void> | null = null;
+
+  constructor(opts: RouterOptions) {
+    this.opts = opts;
+    this.routeFile = join(opts.dataDir, 'routes.json');
+  }
+
+  get upstreamStates(): ReadonlyMap<string, UpstreamState> {
+    return this.live;
+  }
+
+  /** The port actually listened on (useful when started with port 0); 0 before start. */
+  get port(): number {
+    const addr = this.server?.address();
+    return addr !== null && typeof addr === 'object' ? addr.port : 0;
+  }
+
+  async start(): Promise<void> {
+    if (this.server !== null) throw new Error('router already started');
+    this.stopping = false;
+    this.since = new Date().toISOString();
+    await mkdir(this.opts.dataDir, { recursive: true });
+    // The persisted table first: the router routes as soon as it listens, even with the controller down.
+    const saved = await readRouteFile(this.routeFile);
+    if (saved !== null) this.offer(saved, false);
+
+    const server = createServer(
+      {
+        // Uploads and long responses may take longer than Node's default 5-minute request limit; header slowloris is
+        // still bounded by headersTimeout.
+        requestTimeout: 0,
+        headersTimeout: 60_000,
+        keepAliveTimeout: 5_000,
+        noDelay: true,
+      },
+      (req, res) => this.onRequest(req, res),
+    );
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.opts.port, this.opts.host ?? '0.0.0.0', () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+
+    const bus = this.opts.bus;
+    // Subscribe before asking, so a table published while the request is in flight is not missed.
+    this.subscriptions.push(bus.subscribe(subjects.routes, (msg) => this.offer(msg.data as RouteTableUpdate, true)));
+    this.subscriptions.push(bus.handle(subjects.routerRpc(this.opts.routerId), async (data) => this.answer(data as RouterRequest)));
+    this.fetchTable(FETCH_BACKOFF_FIRST_MS);
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    if (server === null || this.stopping) return;
+    this.stopping = true;
+    for (const s of this.subscriptions.splice(0)) s.unsubscribe();
+    if (this.fetchTimer !== null) clearTimeout(this.fetchTimer);
+    this.fetchTimer = null;
+
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    for (const t of [...this.tunnels]) t.close();
+    let grace: NodeJS.Timeout | undefined;
+    await Promise.race([closed, new Promise<void>((resolve) => (grace = setTimeout(resolve, STOP_GRACE_MS)))]);
+    clearTimeout(grace);
+    server.closeAllConnections();
+    await closed;
+
+    const states = [...this.live.values(), ...this.draining];
+    this.live.clear();
+    this.draining.clear();
+    await Promise.all(states.map((s) => s.destroy()));
+    await this.persisting;
+    this.server = null;
+  }
+
+  stats(): RouterStatsReply {
+    const services: Record<string, ServiceStats> = {};
+    for (const [key, c] of this.counters) services[key] = c.snapshot();
+    return { routerId: this.opts.routerId, since: this.since, services, unknownHost: this.unknownHost };
+  }
+
+  /** Requests in flight (and open websockets) per instance, including instances already gone from the table. */
+  inflight(instanceIds: string[]): RouterInflightReply {
+    const counts: Record<string, number> = {};
+    for (const id of instanceIds) counts[id] = this.live.get(id)?.inflight ?? 0;
+    for (const s of this.draining) if (s.instanceId in counts) counts[s.instanceId] += s.inflight;
+    return { routerId: this.opts.routerId, incarnation: this.table.incarnation, seq: this.table.seq, counts };
+  }
+
+  // ProxyHost
+
+  lookup(host: string): RouteTarget | undefined {
+    return this.table.lookup(host);
+  }
+
+  upstreamState(u: Upstream): UpstreamState {
+    let s = this.live.get(u.instanceId);
+    if (s === undefined) {
+      s = new UpstreamState(u);
+      this.live.set(u.instanceId, s);
+    }
+    return s;
+  }
+
+  release(state: UpstreamState): void {
+    state.inflight--;
+    if (state.retired && state.inflight <= 0) this.draining.delete(state);
+  }
+
+  // Request path
+
+  private countersFor(key: string): ServiceCounters {
+    let c = this.counters.get(key);
+    if (c === undefined) {
+      c = new ServiceCounters();
+      this.counters.set(key, c);
+    }
+    return c;
+  }
+
+  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const startedAt = performance.now();
+    const forwarded = forwardRequest(req.rawHeaders, req.socket.remoteAddress ?? '', false);
+    const hostName = normalizeHost(forwarded.host);
+    const target = this.table.lookup(hostName);
+    if (target === undefined) {
+      this.unknownHost++;
+      sendPlain(res, 404, `No app is deployed at ${displayHost(hostName)}.\n`);
+      return;
+    }
+    const counters = this.countersFor(target.key);
+    counters.requests++;
+    if (target.upstreams.length === 0) {
+      counters.countStatus(503);
+      counters.latency.record(performance.now() - startedAt);
+      sendPlain(res, 503, `The service at ${displayHost(hostName)} has no running instance.\n`);
+      return;
+    }
+    new HttpExchange(this, req, res, hostName, target, counters, forwarded, startedAt).begin();
+  }
+
+  private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const startedAt = performance.now();
+    // Until the tunnel takes over, a client error must not crash the process.
+    socket.on('error', () => socket.destroy());
+    const forwarded = forwardRequest(req.rawHeaders, req.socket.remoteAddress ?? '', true);
+    const hostName = normalizeHost(forwarded.host);
+    const target = this.table.lookup(hostName);
+    if (target === undefined) {
+      this.unknownHost++;
+      rejectUpgrade(socket, 404, 'Not Found', `No app is deployed at ${displayHost(hostName)}.\n`);
+      return;
+    }
+    const counters = this.countersFor(target.key);
+    counters.requests++;
+    if (target.upstreams.length === 0) {
+      counters.countStatus(503);
+      counters.latency.record(performance.now() - startedAt);
+      rejectUpgrade(socket, 503, 'Service Unavailable', `The service at ${displayHost(hostName)} has no running instance.\n`);
+      return;
+    }
+    if (this.stopping) {
+      socket.destroy();
+      return;
+    }
+    const tunnel = new Tunnel(this, socket, head, req, hostName, target, counters, forwarded, startedAt, (t) => this.tunnels.delete(t));
+    this.tunnels.add(tunnel);
+    tunnel.begin();
+  }
+
+  // Route tables
+
+  /** Applies a table if it is newer than the current one; returns whether it did. Never awaited by requests. */
+  private offer(update: RouteTableUpdate, persist: boolean): boolean {
+    if (this.stopping || !update || typeof update !== 'object' || !this.table.accepts(update)) return false;
+    let next: RouteTable;
+    try {
+      next = new RouteTable(update);
+    } catch (err) {
+      process.emitWarning(`router ${this.opts.routerId} ignored a route table: ${(err as Error).message}`);
+      return false;
+    }
+    this.swap(next);
+    if (persist) this.persist(update);
+    return true;
+  }
+
+  private swap(next: RouteTable): void {
+    this.table = next;
+    for (const [id, state] of this.live) {
+      const u = next.upstreams.get(id);
+      if (u !== undefined && state.sameAddress(u)) continue;
+      // Gone (or moved): let its requests finish on the old pool, then close it.
+      this.live.delete(id);
+      void state.retire();
+      if (state.inflight > 0) this.draining.add(state);
+    }
+  }
+
+  /** Coalesces writes: while one is running, only the latest table waits to be written next. */
+  private persist(update: RouteTableUpdate): void {
+    this.persistNext = update;
+    if (this.persisting !== null) return;
+    this.persisting = (async () => {
+      while (this.persistNext !== null) {
+        const u = this.persistNext;
+        this.persistNext = null;
+        try {
+          await writeRouteFile(this.routeFile, u);
+        } catch (err) {
+          process.emitWarning(`router ${this.opts.routerId} could not save its route table: ${(err as Error).message}`);
+        }
+      }
+      this.persisting = null;
+    })();
+  }
+
+  /** Asks the controller for the current table until someone answers; routing never waits for it. */
+  private fetchTable(delayMs: number): void {
+    const attempt = async (): Promise<void> => {
+      try {
+        const update = await this.opts.bus.request<RouteTableUpdate>(subjects.routesRequest, { routerId: this.opts.routerId }, { timeoutMs: FETCH_TIMEOUT_MS });
+        if (!this.stopping) this.offer(update, true);
+      } catch {
+        if (this.stopping) return;
+        this.fetchTimer = setTimeout(() => this.fetchTable(Math.min(delayMs * 2, FETCH_BACKOFF_MAX_MS)), delayMs);
+        this.fetchTimer.unref();
+      }
+    };
+    this.fetchTimer = null;
+    void attempt();
+  }
+
+  private async answer(request: RouterRequest): Promise<RouterStatsReply | RouterInflightReply> {
+    switch (request?.op) {
+      case 'stats':
+        return this.stats();
+      case 'inflight':
+        if (!Array.isArray(request.instanceIds) || request.instanceIds.some((id) => typeof id !== 'string')) {
+          throw invalid('inflight needs instanceIds, a list of instance ids');
+        }
+        return this.inflight(request.instanceIds);
+      default:
+        throw invalid(`unknown router request ${JSON.stringify((request as { op?: unknown })?.op)}; expected stats or inflight`);
+    }
+  }
+}

@@ -1,0 +1,95 @@
+// Upstream instances as the router tracks them: a lazily opened connection pool, in-flight counts, recent failures.
+import { Pool } from 'undici';
+import type { Upstream } from '../core/messages.ts';
+
+/** After a refused connection, other upstreams are preferred for this long: the instance is most likely gone. */
+const FAILURE_MEMORY_MS = 2000;
+
+const POOL_OPTIONS: Pool.Options = {
+  // Enough parallel keep-alive connections that a busy service is not queued behind the router.
+  connections: 128,
+  pipelining: 1,
+  // Keep-alive sockets live shorter than most servers' own idle timeout (Node: 5 s), so the router rarely reuses one
+  // the upstream is about to close; undici also honours a Keep-Alive: timeout hint from the upstream.
+  keepAliveTimeout: 4_000,
+  connectTimeout: 5_000,
+  headersTimeout: 300_000,
+  // Streams (server-sent events, long polls) may idle for long; the client's own connection bounds them.
+  bodyTimeout: 0,
+};
+
+export class UpstreamState {
+  readonly instanceId: string;
+  readonly host: string;
+  readonly port: number;
+  /** requests in flight plus open websockets, for draining an instance before it is stopped */
+  inflight = 0;
+  /** performance.now() until which this upstream is avoided */
+  avoidUntil = 0;
+  /** no longer in the route table: the pool is closing, the state lingers only while requests finish */
+  retired = false;
+  private pool: Pool | null = null;
+
+  constructor(u: Upstream) {
+    this.instanceId = u.instanceId;
+    this.host = u.host;
+    this.port = u.port;
+  }
+
+  sameAddress(u: Upstream): boolean {
+    return u.host === this.host && u.port === this.port;
+  }
+
+  /** The pool is opened on first use: a table may list many instances this router never sends anything to. */
+  dispatcher(): Pool {
+    if (this.pool === null) {
+      const host = this.host.includes(':') && !this.host.startsWith('[') ? `[${this.host}]` : this.host;
+      this.pool = new Pool(`http://${host}:${this.port}`, POOL_OPTIONS);
+    }
+    return this.pool;
+  }
+
+  /** Lets requests in progress finish, then closes the pool's connections. */
+  retire(): Promise<void> {
+    this.retired = true;
+    const pool = this.pool;
+    return pool === null ? Promise.resolve() : pool.close().catch(() => {});
+  }
+
+  /** Closes everything now: used on stop, after the grace period. */
+  destroy(): Promise<void> {
+    this.retired = true;
+    const pool = this.pool;
+    return pool === null ? Promise.resolve() : pool.destroy().catch(() => {});
+  }
+
+  markFailed(now: number): void {
+    this.avoidUntil = now + FAILURE_MEMORY_MS;
+  }
+}
+
+/**
+ * Picks a random upstream, preferring ones not already tried by this request and not recently refusing connections.
+ * Falls back to any untried one, then to any at all, so a request is never refused for want of a perfect candidate.
+ * `tried` holds instance ids already attempted (at most a couple: retries are bounded).
+ */
+export function pickUpstream(
+  upstreams: readonly Upstream[],
+  states: ReadonlyMap<string, UpstreamState>,
+  now: number,
+  tried1: string | null,
+  tried2: string | null,
+): Upstream {
+  const n = upstreams.length;
+  if (n === 1) return upstreams[0];
+  const start = (Math.random() * n) | 0;
+  let untried: Upstream | null = null;
+  for (let i = 0; i < n; i++) {
+    const u = upstreams[(start + i) % n];
+    if (u.instanceId === tried1 || u.instanceId === tried2) continue;
+    const s = states.get(u.instanceId);
+    if (s === undefined || s.avoidUntil <= now) return u;
+    untried ??= u;
+  }
+  return untried ?? upstreams[start];
+}

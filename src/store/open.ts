@@ -1,0 +1,94 @@
+// Opens the store: embedded PGlite in the data directory by default, a PostgreSQL server when given a URL; migrated either way.
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
+import { EnjinError, invalid } from '../core/errors.ts';
+import { lockDataDir } from './data-dir-lock.ts';
+import { migrateToLatest } from './migrations.ts';
+import { PGliteDialect } from './pglite-dialect.ts';
+import type { Database } from './schema.ts';
+import { SqlStore } from './sql-store.ts';
+import type { Store } from './store.ts';
+import { isConnectionError, redactUrl, storeUnavailable } from './store-errors.ts';
+
+export interface OpenStoreOptions {
+  /** enjin's data directory; the embedded store lives in `${dataDir}/store` */
+  dataDir: string;
+  /** postgres://user:password@host:port/database; absent: the embedded store */
+  databaseUrl?: string;
+}
+
+/** Seconds to wait for a PostgreSQL connection before calling the store unavailable. */
+const CONNECT_TIMEOUT_MS = 10_000;
+
+export async function openStore(opts: OpenStoreOptions): Promise<Store> {
+  return opts.databaseUrl ? openPostgres(opts.databaseUrl) : openPGlite(opts.dataDir);
+}
+
+async function openPGlite(dataDir: string): Promise<Store> {
+  const storeDir = join(dataDir, 'store');
+  await mkdir(storeDir, { recursive: true });
+  const lock = await lockDataDir(dataDir, join(dataDir, 'store.lock'));
+  let db: Kysely<Database> | undefined;
+  try {
+    let pglite: PGlite;
+    try {
+      pglite = await PGlite.create({ dataDir: storeDir });
+    } catch (err) {
+      throw new EnjinError(
+        'store_unavailable',
+        `cannot open the embedded store in ${storeDir} (${err instanceof Error ? err.message : String(err)}); check that the directory is readable and writable and was written by PGlite, or start with --data OTHER_DIR`,
+        { status: 503, cause: err },
+      );
+    }
+    db = new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
+    await migrateToLatest(db);
+    return new SqlStore(db, 'pglite', { location: storeDir, onClose: () => lock.release() });
+  } catch (err) {
+    await db?.destroy().catch(() => undefined);
+    await lock.release();
+    throw err;
+  }
+}
+
+async function openPostgres(url: string): Promise<Store> {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw invalid(`the database URL is not a URL; expected postgres://user:password@host:port/database`);
+  }
+  if (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:') {
+    throw invalid(`the database URL ${redactUrl(url)} is not a postgres:// URL; expected postgres://user:password@host:port/database`);
+  }
+  const shown = redactUrl(url);
+  const pool = new pg.Pool({ connectionString: url, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
+  // An idle client whose server went away emits 'error' on the pool; unhandled, that would kill the
+  // controller, which must keep supervising from memory. The next query reports the outage instead.
+  pool.on('error', () => undefined);
+
+  try {
+    const client = await pool.connect();
+    client.release();
+  } catch (err) {
+    await pool.end().catch(() => undefined);
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new EnjinError(
+      'store_unavailable',
+      `cannot reach PostgreSQL at ${shown} (${reason || 'no reason given'}); check that the server is running and listening there, and that the user, password and database in the URL are right`,
+      { status: 503, cause: err },
+    );
+  }
+
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  try {
+    await migrateToLatest(db);
+  } catch (err) {
+    await db.destroy().catch(() => undefined);
+    const cause = err instanceof EnjinError && err.cause !== undefined ? err.cause : err;
+    throw isConnectionError(cause) ? storeUnavailable(shown, cause) : err;
+  }
+  return new SqlStore(db, 'postgres', { location: shown });
+}
