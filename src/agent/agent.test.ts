@@ -1,5 +1,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -346,7 +347,7 @@ test('state updates: seq 0 in full, then seq+1 per change and per heartbeat; a r
   assert.equal(h.view.updates[0].seq, 0);
   const incarnation = h.view.updates[0].incarnation;
   await h.rpc({ op: 'prepare', version: await versionSpec('ver_state') });
-  const spec = instanceSpec('ver_state', { listens: false });
+  const spec = instanceSpec('ver_state', { listens: false, command: 'exec sleep 300' });
   await startInstance(h, spec);
   await h.view.until('a heartbeat', (v) => v.updates.some((u) => u.seq > 0 && !u.instances.length && !u.removed.length));
   await h.view.until('running', (v) => v.instances.get(spec.instanceId)?.current.state === 'running');
@@ -419,10 +420,50 @@ test('a new agent on the same data directory re-adopts running instances (same p
   await h3.agent.stop({ stopInstances: true });
 });
 
+test('kill -9 of the agent process loses nothing and duplicates nothing', async () => {
+  const dataDir = join(root, 'killed');
+  // The agent runs in a child process of its own; it prepares and starts an instance, prints its report, then waits.
+  const script = join(root, 'agent-child.mts');
+  const v = await versionSpec('ver_kill');
+  const spec = instanceSpec('ver_kill');
+  writeFileSync(script, `
+    import { MemoryBus } from ${JSON.stringify(new URL('../bus/memory.ts', import.meta.url).pathname)};
+    import { Agent } from ${JSON.stringify(new URL('./agent.ts', import.meta.url).pathname)};
+    const bus = new MemoryBus();
+    const agent = new Agent({ nodeId: 'killed', name: 'killed', bus, dataDir: ${JSON.stringify(dataDir)}, portRange: [35000, 35999] });
+    await agent.start();
+    await bus.request('enjin.agent.killed.rpc', { op: 'prepare', version: ${JSON.stringify(v)} }, { timeoutMs: 60000 });
+    const r = await bus.request('enjin.agent.killed.rpc', { op: 'start', instance: ${JSON.stringify(spec)} }, { timeoutMs: 60000 });
+    console.log(JSON.stringify(r.report));
+  `);
+  const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  const deadline = Date.now() + 60_000;
+  while (!out.includes('\n') && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(out.includes('\n'), 'the agent in the child process started the instance');
+  const report = JSON.parse(out) as InstanceReport;
+  pids.add(report.current.pid!);
+  child.kill('SIGKILL');
+  await new Promise((r) => child.once('exit', r));
+  assert.ok(alive(report.current.pid!), 'the instance outlives its agent');
+
+  const h = await startAgent({ nodeId: 'killed', dataDir, portRange: [35000, 35999] });
+  await h.view.until('the full update', (v) => v.updates.some((u) => u.seq === 0));
+  const c = h.view.instances.get(spec.instanceId)!.current;
+  assert.equal(c.state, 'running');
+  assert.equal(c.pid, report.current.pid);
+  assert.equal(c.port, report.current.port);
+  assert.equal(c.restarts, 0);
+  assert.equal(await (await fetch(`http://127.0.0.1:${c.port}/`)).text(), `hello from ${c.pid}`);
+  await h.agent.stop({ stopInstances: true });
+  assert.equal(alive(c.pid!), false);
+});
+
 test('gc removes unpacked versions that are neither kept nor used', async () => {
   const h = await startAgent();
   for (const id of ['ver_gc1', 'ver_gc2', 'ver_gc3']) await h.rpc({ op: 'prepare', version: await versionSpec(id) });
-  await startInstance(h, instanceSpec('ver_gc1', { listens: false }));
+  await startInstance(h, instanceSpec('ver_gc1', { listens: false, command: 'exec sleep 300' }));
   const r = await h.rpc<Extract<AgentReply, { op: 'gc' }>>({ op: 'gc', keep: ['ver_gc3'] });
   assert.deepEqual(r.removed, ['ver_gc2']);
   assert.equal(existsSync(join(h.dataDir, 'versions', 'ver_gc2')), false);

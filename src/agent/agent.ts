@@ -64,7 +64,8 @@ export class Agent {
 
   constructor(o: AgentOptions) {
     this.o = o;
-    checkId('node', o.nodeId);
+    // The node id is a token of bus subjects: no dots, no wildcards.
+    if (checkId('node', o.nodeId).includes('.')) throw invalid(`node id ${o.nodeId} must not contain '.'`);
     this.node = { nodeId: o.nodeId, name: o.name, address: o.address ?? '127.0.0.1', labels: o.labels ?? {} };
     this.driver = o.driver ?? new ProcessDriver();
     this.logsDir = join(o.dataDir, 'logs');
@@ -137,7 +138,6 @@ export class Agent {
     const sup = this.supervisor!;
     switch (req?.op) {
       case 'prepare':
-        if (!req.version || typeof req.version !== 'object') throw invalid('prepare needs a version');
         return { op: 'prepare', ok: true, log: await this.versions.prepare(req.version) };
       case 'start':
         return { op: 'start', ok: true, report: await sup.start(req.instance) };
@@ -148,7 +148,10 @@ export class Agent {
       case 'logs': {
         const path = sup.logPath(req.instanceId);
         if (!sup.has(req.instanceId) && !existsSync(path)) throw notFound(`instance ${req.instanceId} on node ${this.o.nodeId}`);
-        const chunk = await readLog(path, Number(req.offset), Number(req.maxBytes));
+        if (!Number.isInteger(req.offset) || !Number.isInteger(req.maxBytes) || req.offset < -1 || req.maxBytes < 1) {
+          throw invalid('logs needs an integer offset (-1: the end) and a positive maxBytes');
+        }
+        const chunk = await readLog(path, req.offset, req.maxBytes);
         return { op: 'logs', ok: true, ...chunk };
       }
       case 'prepare-log':

@@ -1,5 +1,6 @@
 // The agent's own durable state: which instances it keeps alive and the processes behind them, so a restarted agent re-adopts instead of restarting.
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { EnjinError } from '../core/errors.ts';
 import type { InstanceSpec } from '../core/messages.ts';
 import type { InstanceCurrent, InstanceState } from '../core/model.ts';
 import type { TaskHandle } from './drivers/driver.ts';
@@ -38,7 +39,13 @@ export function loadLocalState(path: string): PersistedInstance[] {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw err;
   }
-  const parsed = JSON.parse(text) as StateFile;
+  let parsed: StateFile;
+  try {
+    parsed = JSON.parse(text) as StateFile;
+  } catch (err) {
+    // Starting with nothing would start duplicates of instances that still run: refuse, and say where to look.
+    throw new EnjinError('agent_state_corrupt', `${path} is not valid JSON (${(err as Error).message}); fix or remove it (removing it forgets the instances this node runs)`, { status: 500 });
+  }
   return Array.isArray(parsed.instances) ? parsed.instances : [];
 }
 

@@ -22,6 +22,20 @@ export function checkId(what: string, id: unknown): string {
   return id;
 }
 
+/** Checks a version spec that arrived over the bus. */
+export function checkVersion(v: unknown): VersionSpec {
+  const s = v as VersionSpec;
+  if (!s || typeof s !== 'object') throw invalid('prepare needs a version');
+  checkId('version', s.versionId);
+  if (typeof s.sha256 !== 'string' || !/^[0-9a-f]{64}$/i.test(s.sha256)) throw invalid(`version ${s.versionId}: sha256 must be 64 hex digits`);
+  if (typeof s.url !== 'string' || !/^https?:\/\//.test(s.url)) throw invalid(`version ${s.versionId}: url must be http(s)`);
+  if (typeof s.token !== 'string') throw invalid(`version ${s.versionId}: token must be a string`);
+  if (typeof s.size !== 'number' || !(s.size >= 0)) throw invalid(`version ${s.versionId}: size must be a number of bytes`);
+  if (!Array.isArray(s.prepare) || s.prepare.some((c) => typeof c !== 'string')) throw invalid(`version ${s.versionId}: prepare must be a list of commands`);
+  if (!s.env || typeof s.env !== 'object' || Object.values(s.env).some((x) => typeof x !== 'string')) throw invalid(`version ${s.versionId}: env must map names to strings`);
+  return s;
+}
+
 /** How much of a prepare log the `prepare` and `prepare-log` replies carry. */
 const PREPARE_LOG_REPLY = 256 * 1024;
 
@@ -49,12 +63,12 @@ export class VersionStore {
   }
 
   isPrepared(versionId: string): boolean {
-    return existsSync(this.marker(versionId));
+    return existsSync(this.marker(versionId)) && existsSync(this.path(versionId));
   }
 
   /** Fetches, unpacks and prepares a version; resolves with its prepare log. Concurrent calls share one run. */
   prepare(version: VersionSpec): Promise<string> {
-    const id = checkId('version', version.versionId);
+    const id = checkVersion(version).versionId;
     const running = this.inflight.get(id);
     if (running) return running;
     const run = this.isPrepared(id) ? this.readPrepareLog(id) : this.run(version);
@@ -80,10 +94,15 @@ export class VersionStore {
     const tarball = join(this.dir, `.download-${id}-${randomBytes(4).toString('hex')}.tar.gz`);
     // A directory without a marker is what an interrupted prepare left behind.
     await rm(dest, { recursive: true, force: true });
-    await writeFile(this.logPath(id), '');
+    await writeFile(this.logPath(id), `fetching ${version.url}\n`);
     try {
       await this.download(version, tarball);
       await unpackPackage(tarball, dest, version.sha256);
+    } catch (err) {
+      // The prepare log is where a user looks first: the reason belongs there too.
+      await writeFile(this.logPath(id), `${(err as Error).message}\n`, { flag: 'a' });
+      await rm(dest, { recursive: true, force: true });
+      throw err;
     } finally {
       await rm(tarball, { force: true });
     }
@@ -172,8 +191,11 @@ export class VersionStore {
       }
     }
     const removed: string[] = [];
+    const busy = [...this.inflight.keys()];
     for (const id of ids) {
       if (spare.has(id) || !SAFE_ID.test(id)) continue;
+      // whatever an unpack under way names its work directory, it starts with the version id
+      if (busy.some((b) => id.startsWith(b))) continue;
       await rm(this.marker(id), { force: true });
       await rm(join(this.dir, id), { recursive: true, force: true });
       await rm(this.logPath(id), { force: true });

@@ -116,17 +116,26 @@ export class ProblemList {
     const details = this.dropped ? [...this.details, { message: `…and ${this.dropped} more` }] : this.details;
     return new EnjinError(
       'package_unsafe',
-      `the package has ${n} unsafe entr${n === 1 ? 'y' : 'ies'} and was rejected whole; nothing from it was used. Pack the app from a plain directory (enjin skips what it cannot ship safely)`,
+      `the package has ${n} unsafe entr${n === 1 ? 'y' : 'ies'} and was rejected whole, nothing from it was used; deploy with the enjin CLI, which leaves such entries out`,
       { status: 422, details },
     );
   }
 }
 
-/** The limit error; `file` is the entry that crossed it, when known. `package_too_large` is for the packer, before any upload. */
-export function tooLarge(limits: Required<PackageLimits>, what: 'bytes' | 'entries', file?: string, code = 'package_unsafe'): EnjinError {
+/**
+ * The limit error. `file` is the entry whose header crossed the limit; 'stream' is the decompression cap,
+ * hit by data no header declared. `package_too_large` is the packer's code, before anything is uploaded.
+ */
+export function tooLarge(limits: Required<PackageLimits>, what: 'bytes' | 'entries' | 'stream', file?: string, code = 'package_unsafe'): EnjinError {
   const message =
-    what === 'bytes'
-      ? `the package unpacks to more than ${formatBytes(limits.maxBytes)}, the limit; leave large or generated files out with .enjinignore and let "prepare" build them`
-      : `the package has more than ${limits.maxEntries} entries, the limit; leave generated directories out with .enjinignore and let "prepare" build them`;
-  return new EnjinError(code, message, { status: code === 'package_unsafe' ? 422 : 413, details: [{ ...(file ? { file } : {}), message }] });
+    what === 'entries'
+      ? `the package has more than ${limits.maxEntries} entries, the limit; leave generated directories out with .enjinignore and let "prepare" build them`
+      : `the package unpacks to more than ${formatBytes(limits.maxBytes)}, the limit; leave large or generated files out with .enjinignore and let "prepare" build them`;
+  const detail =
+    what === 'stream'
+      ? `decompression stopped after ${formatBytes(streamCap(limits))}, more than the entries declare (a gzip bomb or data after the end of the archive)`
+      : what === 'entries'
+        ? `is entry number ${limits.maxEntries + 1}`
+        : `brings the total past ${formatBytes(limits.maxBytes)}`;
+  return new EnjinError(code, message, { status: code === 'package_unsafe' ? 422 : 413, details: [{ ...(file ? { file } : {}), message: detail }] });
 }

@@ -513,3 +513,25 @@ test('counts requests in flight per instance, also after the instance leaves the
   for (const r of await Promise.all(pending)) assert.equal(r.body.toString(), 'slow');
   await waitFor(async () => (await ask()).counts['i-slow'] === 0, 'in-flight count to drop to 0');
 });
+
+test('a client that goes away aborts its upstream request', async (t) => {
+  let upstreamClosed: () => void = () => {};
+  const closed = new Promise<void>((r) => (upstreamClosed = r));
+  let arrived: () => void = () => {};
+  const reached = new Promise<void>((r) => (arrived = r));
+  const u = await upstream(t, (req, res) => {
+    res.on('close', () => upstreamClosed());
+    arrived();
+    req.resume(); // never answers
+  });
+  const { router } = await startRouter(t, table(1, { 'gone.test': 's' }, { s: [up('i', u.port)] }));
+  const req = request({ host: '127.0.0.1', port: router.port, path: '/', headers: { host: 'gone.test' } });
+  req.on('error', () => {});
+  req.end();
+  await reached;
+  assert.equal(router.inflight(['i']).counts.i, 1);
+  req.destroy();
+  await closed;
+  await waitFor(() => router.inflight(['i']).counts.i === 0, 'the in-flight count to drop');
+  assert.equal(router.stats().services.s.upstreamErrors, 0, 'a client leaving is not an upstream error');
+});

@@ -206,6 +206,10 @@ export class Router implements ProxyHost {
     const startedAt = performance.now();
     // Until the tunnel takes over, a client error must not crash the process.
     socket.on('error', () => socket.destroy());
+    if (this.stopping) {
+      socket.destroy();
+      return;
+    }
     const forwarded = forwardRequest(req.rawHeaders, req.socket.remoteAddress ?? '', true);
     const hostName = normalizeHost(forwarded.host);
     const target = this.table.lookup(hostName);
@@ -220,10 +224,6 @@ export class Router implements ProxyHost {
       counters.countStatus(503);
       counters.latency.record(performance.now() - startedAt);
       rejectUpgrade(socket, 503, 'Service Unavailable', `The service at ${displayHost(hostName)} has no running instance.\n`);
-      return;
-    }
-    if (this.stopping) {
-      socket.destroy();
       return;
     }
     const tunnel = new Tunnel(this, socket, head, req, hostName, target, counters, forwarded, startedAt, (t) => this.tunnels.delete(t));
