@@ -7,9 +7,11 @@ const SPIN = ['◐', '◓', '◑', '◒'];
 const color = (code: number, s: string, on: boolean) => (on ? `\x1b[${code}m${s}\x1b[0m` : s);
 const STATE_COLOR: Record<string, number> = { running: 36, succeeded: 32, failed: 31, aborted: 33, waiting: 90 };
 
-export function duration(job: { startedAt: string | null; finishedAt: string | null }, now = Date.now()): string {
-  if (!job.startedAt) return '';
-  const ms = (job.finishedAt ? Date.parse(job.finishedAt) : now) - Date.parse(job.startedAt);
+/** How long a job took; for a root, the whole tree (from its creation: a root runs last). */
+export function duration(job: { startedAt: string | null; finishedAt: string | null; createdAt?: string; parentId?: string | null }, now = Date.now()): string {
+  const from = job.parentId === null && job.createdAt ? job.createdAt : job.startedAt;
+  if (!from) return '';
+  const ms = (job.finishedAt ? Date.parse(job.finishedAt) : now) - Date.parse(from);
   return ms < 1000 ? `${ms}ms` : ms < 60_000 ? `${(ms / 1000).toFixed(1)}s` : `${Math.floor(ms / 60_000)}m${Math.round((ms % 60_000) / 1000)}s`;
 }
 

@@ -11,8 +11,9 @@ export interface Credentials {
 
 /** ENJIN_API + ENJIN_TOKEN, else DATA/credentials.json with DATA from --data, ENJIN_DATA or ./.enjin. */
 export function findCredentials(dataDir?: string): Credentials {
-  const api = process.env.ENJIN_API;
-  const token = process.env.ENJIN_TOKEN;
+  // Empty counts as unset, so `ENJIN_API= enjin …` falls back to the data directory.
+  const api = process.env.ENJIN_API || undefined;
+  const token = process.env.ENJIN_TOKEN || undefined;
   if (api && token) return { api: api.replace(/\/$/, ''), token };
   const dir = resolve(dataDir ?? process.env.ENJIN_DATA ?? '.enjin');
   const file = join(dir, 'credentials.json');

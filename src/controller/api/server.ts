@@ -121,7 +121,8 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
     schema: {
       summary: 'Set instance counts: {"services": {"web": 3, "worker": "+1"}}',
       params: ProjectParams,
-      body: Type.Object({ services: Type.Record(Type.String(), Type.Union([Type.Integer({ minimum: 0, maximum: 100 }), Type.String({ pattern: '^[+-]?[0-9]+$' })])) }),
+      // A string, not a number: the validator coerces types, and "+1" must not become 1.
+      body: Type.Object({ services: Type.Record(Type.String(), Type.String({ pattern: '^[+-]?[0-9]+$', description: '3 sets the count; +1 and -1 change it' })) }),
     },
   }, async (req, reply) => {
     const p = c.project(req.params.project);
