@@ -1,0 +1,131 @@
+// Deploying other kinds of apps and deploys that go wrong: a Python app, a Procfile project, a failing prepare, an
+// instance that never gets ready, an abort, a hostname another project owns, and the PostgreSQL-backed store.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { EnjinProcess, cleanup, eventually, fixture, tempDir, viaRouter } from './support/enjin.ts';
+import { startPostgres } from './support/postgres.ts';
+
+describe('apps and failures', () => {
+  let enjin: EnjinProcess;
+  let dataDir: string;
+  const dirs: string[] = [];
+
+  before(async () => {
+    dataDir = tempDir('apps');
+    enjin = await EnjinProcess.start(dataDir);
+  });
+
+  after(async () => {
+    await enjin?.stop('SIGINT');
+    cleanup(dataDir, ...dirs);
+  });
+
+  const copy = (name: string) => {
+    const d = fixture(name);
+    dirs.push(d);
+    return d;
+  };
+  const edit = (dir: string, file: string, fn: (s: string) => string) => writeFileSync(join(dir, file), fn(readFileSync(join(dir, file), 'utf8')));
+
+  test('a standard-library Python app with a prepare step and two services', async () => {
+    const app = copy('python-app');
+    const r = await enjin.cli(['deploy', app]);
+    assert.equal(r.code, 0, r.stderr);
+    const res = await viaRouter(enjin.routerPort, 'py.localhost');
+    assert.equal(res.status, 200);
+    assert.equal(res.body, 'python built on web\n');
+    await eventually(async () => (await enjin.cli(['logs', 'pyapp/clock'])).stdout.includes('tick'), 'clock logs');
+  });
+
+  test('a Procfile project, named with --project, answers on its generated hostname', async () => {
+    const app = copy('procfile-app');
+    const r = await enjin.cli(['deploy', app, '--project', 'procs']);
+    assert.equal(r.code, 0, r.stderr);
+    const res = await viaRouter(enjin.routerPort, 'web.procs.localhost', '/index.html');
+    assert.equal(res.status, 200);
+    assert.match(res.body, /served by http.server/);
+    const ps = (await enjin.cli(['--json', 'ps', 'procs'])).json.instances;
+    assert.deepEqual(ps.map((i: { service: string }) => i.service).sort(), ['clock', 'web']);
+  });
+
+  test('a failing prepare fails the deploy with its output, and the previous version keeps serving', async () => {
+    const app = copy('python-app');
+    edit(app, 'enjin.yaml', (s) => s.replace(`python3 -c "open('build.txt','w').write('built')"`, `sh -c 'echo compiling; echo "syntax error in main.py" >&2; exit 3'`));
+    const r = await enjin.cli(['deploy', app]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /syntax error in main\.py/, 'the failing job log tail is shown');
+    assert.match(r.stderr, /exited with code 3/);
+    const versions = (await enjin.cli(['--json', 'versions', '--project', 'pyapp'])).json.versions;
+    assert.equal(versions.length, 2);
+    assert.deepEqual(versions.filter((v: { current: boolean }) => v.current).map((v: { number: number }) => v.number), [1]);
+    assert.equal((await viaRouter(enjin.routerPort, 'py.localhost')).body, 'python built on web\n');
+  });
+
+  test('an instance that never becomes ready fails the deploy and is cleaned up', async () => {
+    const app = copy('python-app');
+    edit(app, 'enjin.yaml', (s) => s.replace('command: python3 app.py', 'command: sleep 600').replace('instances: 1', 'instances: 1\n    health: { start_timeout: 2 }'));
+    const r = await enjin.cli(['deploy', app]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /start/);
+    const ps = await eventually(async () => {
+      const list = (await enjin.cli(['--json', 'ps', 'pyapp'])).json.instances as Array<{ version: number; service: string }>;
+      return list.every((i) => i.version === 1) ? list : null;
+    }, 'only v1 instances left');
+    assert.equal(ps.filter((i) => i.service === 'web').length, 1);
+    assert.equal((await viaRouter(enjin.routerPort, 'py.localhost')).status, 200);
+  });
+
+  test('aborting a deploy stops it at once and changes nothing', async () => {
+    const app = copy('python-app');
+    edit(app, 'enjin.yaml', (s) => s.replace(`python3 -c "open('build.txt','w').write('built')"`, 'sleep 120'));
+    const started = await enjin.cli(['--json', 'deploy', app, '--detach']);
+    assert.equal(started.code, 0, started.stderr);
+    const jobId = started.json.job.id;
+    await eventually(async () => (await enjin.cli(['--json', 'jobs', 'show', jobId])).json.job.children.length > 0, 'the tree exists');
+    const aborted = await enjin.cli(['--json', 'jobs', 'abort', jobId]);
+    assert.equal(aborted.code, 0, aborted.stderr);
+    assert.equal(aborted.json.job.state, 'aborted');
+    const tree = (await enjin.cli(['--json', 'jobs', 'show', jobId])).json.job;
+    const states = JSON.stringify(tree);
+    assert.doesNotMatch(states, /"state":"(running|waiting)"/);
+    const again = await enjin.cli(['jobs', 'abort', jobId]);
+    assert.notEqual(again.code, 0);
+    assert.match(again.stderr, /nothing to abort/);
+    assert.equal((await viaRouter(enjin.routerPort, 'py.localhost')).body, 'python built on web\n');
+  });
+
+  test('a hostname another project serves is refused with its line and column', async () => {
+    const other = copy('node-app');
+    edit(other, 'enjin.yaml', (s) => s.replace('project: hello', 'project: thief').replace('hostnames: [hello.localhost, "*.hello.localhost"]', 'hostnames: [py.localhost]'));
+    const r = await enjin.cli(['deploy', other]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /hostname_taken/);
+    assert.match(r.stderr, /enjin\.yaml:10:\d+: py\.localhost is served by project pyapp/);
+    const projects = (await enjin.cli(['--json', 'projects'])).json.projects.map((p: { name: string }) => p.name);
+    assert.ok(!projects.includes('thief'), 'the refused deploy created nothing');
+  });
+});
+
+describe('enjin up on a PostgreSQL server', () => {
+  test('deploys and keeps its state across a restart', async () => {
+    const pg = await startPostgres();
+    const dataDir = tempDir('pg');
+    const app = fixture('procfile-app');
+    let enjin = await EnjinProcess.start(dataDir, ['--database-url', pg.url]);
+    try {
+      const r = await enjin.cli(['deploy', app, '--project', 'onpg']);
+      assert.equal(r.code, 0, r.stderr);
+      await enjin.stop('SIGINT');
+      enjin = await EnjinProcess.start(dataDir, ['--database-url', pg.url]);
+      const versions = (await enjin.cli(['--json', 'versions', '--project', 'onpg'])).json.versions;
+      assert.equal(versions.length, 1);
+      await eventually(async () => (await viaRouter(enjin.routerPort, 'web.onpg.localhost', '/index.html')).status === 200, 'the app serves again');
+    } finally {
+      await enjin.stop('SIGINT');
+      await pg.stop();
+      cleanup(dataDir, app);
+    }
+  });
+});
