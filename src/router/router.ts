@@ -39,6 +39,11 @@ const STOP_GRACE_MS = 5_000;
 const FETCH_TIMEOUT_MS = 2_000;
 const FETCH_BACKOFF_FIRST_MS = 250;
 const FETCH_BACKOFF_MAX_MS = 10_000;
+/**
+ * Once answered, the router asks again at this interval: it catches up on a table whose publish it missed (a bus
+ * outage), and a restarted controller learns which routers exist (it waits for them to drain before stopping instances).
+ */
+const REFRESH_INTERVAL_MS = 15_000;
 
 export class Router implements ProxyHost {
   private readonly opts: RouterOptions;
@@ -278,17 +283,26 @@ export class Router implements ProxyHost {
     })();
   }
 
-  /** Asks the controller for the current table until someone answers; routing never waits for it. */
+  /**
+   * Asks the controller for the current table, retrying with backoff until someone answers, then again every 15 s.
+   * Routing never waits for it.
+   */
   private fetchTable(delayMs: number): void {
     const attempt = async (): Promise<void> => {
+      let next: () => void;
+      let wait: number;
       try {
         const update = await this.opts.bus.request<RouteTableUpdate>(subjects.routesRequest, { routerId: this.opts.routerId }, { timeoutMs: FETCH_TIMEOUT_MS });
         if (!this.stopping) this.offer(update, true);
+        next = () => this.fetchTable(FETCH_BACKOFF_FIRST_MS);
+        wait = REFRESH_INTERVAL_MS;
       } catch {
-        if (this.stopping) return;
-        this.fetchTimer = setTimeout(() => this.fetchTable(Math.min(delayMs * 2, FETCH_BACKOFF_MAX_MS)), delayMs);
-        this.fetchTimer.unref();
+        next = () => this.fetchTable(Math.min(delayMs * 2, FETCH_BACKOFF_MAX_MS));
+        wait = delayMs;
       }
+      if (this.stopping) return;
+      this.fetchTimer = setTimeout(next, wait);
+      this.fetchTimer.unref();
     };
     this.fetchTimer = null;
     void attempt();

@@ -167,6 +167,3 @@ export async function migrateToLatest(db: Kysely<any>): Promise<void> {
     cause: error,
   });
 }
-
-/** The names of every migration this build knows, oldest first. */
-export const migrationNames: readonly string[] = Object.keys(migrations).sort();

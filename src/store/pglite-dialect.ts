@@ -62,6 +62,7 @@ class PGliteDriver implements Driver {
   }
 
   async acquireConnection(): Promise<DatabaseConnection> {
+    await this.#takeTurn();
     return this.#connection;
   }
 

@@ -69,12 +69,24 @@ async function startPrivateServer(): Promise<TestPostgres> {
     });
     rmSync(dir, { recursive: true, force: true });
   };
+  // A test run cut short (Ctrl-C, the runner's timeout) ends by a signal, which skips 'exit': clean up, then die of it.
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  const onSignal = (signal: NodeJS.Signals): void => {
+    detach();
+    cleanupAtExit();
+    process.kill(process.pid, signal);
+  };
+  const detach = (): void => {
+    process.removeListener('exit', cleanupAtExit);
+    for (const s of signals) process.removeListener(s, onSignal);
+  };
   process.once('exit', cleanupAtExit);
+  for (const s of signals) process.once(s, onSignal);
 
   const stop = async (): Promise<void> => {
     if (stopped) return;
     stopped = true;
-    process.removeListener('exit', cleanupAtExit);
+    detach();
     try {
       if (existsSync(join(dataDir, 'postmaster.pid'))) {
         // immediate: the data is thrown away, so there is nothing to checkpoint.
