@@ -2,10 +2,22 @@
 // instance that never gets ready, an abort, a hostname another project owns, and the PostgreSQL-backed store.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EnjinProcess, cleanup, eventually, fixture, tempDir, viaRouter } from './support/enjin.ts';
 import { startPostgres } from './support/postgres.ts';
+
+/** pids whose command line contains `text` */
+function processesRunning(text: string): number[] {
+  const pids: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      if (readFileSync(`/proc/${name}/cmdline`, 'utf8').replace(/\0/g, ' ').includes(text)) pids.push(Number(name));
+    } catch { /* gone */ }
+  }
+  return pids;
+}
 
 describe('apps and failures', () => {
   let enjin: EnjinProcess;
@@ -79,11 +91,18 @@ describe('apps and failures', () => {
 
   test('aborting a deploy stops it at once and changes nothing', async () => {
     const app = copy('python-app');
-    edit(app, 'enjin.yaml', (s) => s.replace(`python3 -c "open('build.txt','w').write('built')"`, 'sleep 120'));
+    edit(app, 'enjin.yaml', (s) => s.replace(`python3 -c "open('build.txt','w').write('built')"`, 'echo preparing slowly; sleep 3617'));
     const started = await enjin.cli(['--json', 'deploy', app, '--detach']);
     assert.equal(started.code, 0, started.stderr);
     const jobId = started.json.job.id;
-    await eventually(async () => (await enjin.cli(['--json', 'jobs', 'show', jobId])).json.job.children.length > 0, 'the tree exists');
+    await eventually(() => processesRunning('sleep 3617').length > 0, 'the prepare command runs');
+    type Tree = { kind: string; state: string; log?: string[]; children: Tree[] };
+    const find = (t: Tree, kind: string): Tree | undefined => (t.kind === kind ? t : t.children.map((c) => find(c, kind)).find(Boolean));
+    const prepareJob = await eventually(async () => {
+      const p = find((await enjin.cli(['--json', 'jobs', 'show', jobId])).json.job, 'prepare');
+      return p?.log?.includes('preparing slowly') ? p : null;
+    }, 'prepare output in the job log while it runs');
+    assert.equal(prepareJob.state, 'running');
     const aborted = await enjin.cli(['--json', 'jobs', 'abort', jobId]);
     assert.equal(aborted.code, 0, aborted.stderr);
     assert.equal(aborted.json.job.state, 'aborted');
@@ -94,6 +113,7 @@ describe('apps and failures', () => {
     assert.notEqual(again.code, 0);
     assert.match(again.stderr, /nothing to abort/);
     assert.equal((await viaRouter(enjin.routerPort, 'py.localhost')).body, 'python built on web\n');
+    await eventually(() => processesRunning('sleep 3617').length === 0, 'the aborted prepare command is killed');
   });
 
   test('a hostname another project serves is refused with its line and column', async () => {

@@ -154,9 +154,16 @@ export class Agent {
         const chunk = await readLog(path, req.offset, req.maxBytes);
         return { op: 'logs', ok: true, ...chunk };
       }
-      case 'prepare-log':
+      case 'prepare-log': {
         checkId('version', req.versionId);
-        return { op: 'prepare-log', ok: true, log: await this.versions.prepareLog(req.versionId) };
+        if (req.offset === undefined) return { op: 'prepare-log', ok: true, log: await this.versions.prepareLog(req.versionId), offset: -1 };
+        if (!Number.isInteger(req.offset) || req.offset < 0) throw invalid('prepare-log needs a byte offset of 0 or more');
+        const chunk = await this.versions.prepareLogFrom(req.versionId, req.offset);
+        return { op: 'prepare-log', ok: true, log: chunk.data, offset: chunk.offset };
+      }
+      case 'cancel-prepare':
+        checkId('version', req.versionId);
+        return { op: 'cancel-prepare', ok: true, cancelled: this.versions.cancel(req.versionId) };
       case 'gc': {
         if (!Array.isArray(req.keep)) throw invalid('gc needs `keep`, a list of version ids');
         const removed = await this.versions.gc(req.keep, sup.versionsInUse());

@@ -43,7 +43,8 @@ export class VersionStore {
   private readonly dir: string;
   private readonly baseEnv: () => Record<string, string>;
   private inflight = new Map<string, Promise<string>>();
-  private running = new Set<ChildProcess>();
+  /** prepare commands under way, with the version each one prepares */
+  private running = new Map<ChildProcess, string>();
 
   constructor(dir: string, baseEnv: () => Record<string, string>) {
     this.dir = dir;
@@ -153,7 +154,7 @@ export class VersionStore {
     } finally {
       closeSync(fd);
     }
-    this.running.add(child);
+    this.running.set(child, versionId);
     const { code, signal } = await new Promise<{ code: number | null; signal: string | null }>((resolve) => {
       child.once('error', (err) => {
         void writeFile(logPath, `${err.message}\n`, { flag: 'a' }).catch(() => {});
@@ -204,9 +205,32 @@ export class VersionStore {
     return removed.sort();
   }
 
+  /** The prepare log from a byte offset, for following a prepare while it runs. */
+  async prepareLogFrom(versionId: string, offset: number): Promise<{ data: string; offset: number }> {
+    const path = this.logPath(versionId);
+    if (!existsSync(path)) return { data: '', offset: 0 };
+    const chunk = await readLog(path, offset, PREPARE_LOG_REPLY);
+    return { data: chunk.data, offset: chunk.offset };
+  }
+
+  /** Kills the running prepare commands of one version (its deploy was aborted); returns whether any ran. */
+  cancel(versionId: string): boolean {
+    let cancelled = false;
+    for (const [child, id] of this.running) {
+      if (id !== versionId || !child.pid) continue;
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+        cancelled = true;
+      } catch {
+        // already gone
+      }
+    }
+    return cancelled;
+  }
+
   /** Kills running prepare commands (agent shutdown); their versions stay unprepared. */
   stop(): void {
-    for (const child of this.running) {
+    for (const child of this.running.keys()) {
       try {
         if (child.pid) process.kill(-child.pid, 'SIGKILL');
       } catch {

@@ -62,8 +62,10 @@ export type AgentRequest =
   | { op: 'stop'; instanceId: string }
   /** read an instance's log from a byte offset (offset -1: the last `maxBytes`) */
   | { op: 'logs'; instanceId: string; offset: number; maxBytes: number }
-  /** the log of the last prepare run of a version on this node */
-  | { op: 'prepare-log'; versionId: string }
+  /** the log of the last prepare run of a version on this node; with `offset`, only what follows that byte */
+  | { op: 'prepare-log'; versionId: string; offset?: number }
+  /** kill the running prepare commands of a version (its deploy was aborted); the version stays unprepared */
+  | { op: 'cancel-prepare'; versionId: string }
   /** drop unpacked versions not in `keep` and not used by any instance */
   | { op: 'gc'; keep: string[] };
 
@@ -72,7 +74,8 @@ export type AgentReply =
   | { op: 'start'; ok: true; report: InstanceReport }
   | { op: 'stop'; ok: true }
   | { op: 'logs'; ok: true; data: string; offset: number; size: number }
-  | { op: 'prepare-log'; ok: true; log: string }
+  | { op: 'prepare-log'; ok: true; log: string; offset: number }
+  | { op: 'cancel-prepare'; ok: true; cancelled: boolean }
   | { op: 'gc'; ok: true; removed: string[] };
 
 /** One instance as the agent sees it. */

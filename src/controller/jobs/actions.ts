@@ -138,9 +138,39 @@ export function jobActions(host: ActionHost): Record<string, JobAction> {
     const project = projectOf(job);
     const version = versionOf(job.params.versionId);
     const nodeId = job.params.nodeId as string;
+    const rpc = subjects.agentRpc(nodeId);
     log(`fetching package ${version.sha256.slice(0, 12)} (${version.size} bytes), then ${version.manifest.prepare.length} prepare command(s)`);
-    const reply = await abortable(signal, host.bus.request<AgentReply>(subjects.agentRpc(nodeId), { op: 'prepare', version: versionSpec(host, project, version) }, { timeoutMs: PREPARE_TIMEOUT_MS }));
-    if (reply.op === 'prepare' && reply.log) for (const line of reply.log.trimEnd().split('\n')) log(line);
+    // Follow the node's prepare log while it runs, so a long `npm ci` shows its progress in the job's log.
+    let offset = 0;
+    let partial = '';
+    const follow = async (final: boolean) => {
+      try {
+        for (;;) {
+          const r = await host.bus.request<AgentReply>(rpc, { op: 'prepare-log', versionId: version.id, offset }, { timeoutMs: 5000 });
+          if (r.op !== 'prepare-log' || !r.log) break;
+          offset = r.offset;
+          const lines = (partial + r.log).split('\n');
+          partial = lines.pop() ?? '';
+          for (const line of lines) log(line);
+          if (!final) break;
+        }
+        if (final && partial) log(partial);
+      } catch {
+        // the log is a courtesy; the prepare's own outcome is what counts
+      }
+    };
+    let following = Promise.resolve();
+    const timer = setInterval(() => { following = following.then(() => follow(false)); }, 1000);
+    const onAbort = () => void host.bus.request(rpc, { op: 'cancel-prepare', versionId: version.id }, { timeoutMs: 5000 }).catch(() => {});
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      await abortable(signal, host.bus.request<AgentReply>(rpc, { op: 'prepare', version: versionSpec(host, project, version) }, { timeoutMs: PREPARE_TIMEOUT_MS }));
+    } finally {
+      clearInterval(timer);
+      signal.removeEventListener('abort', onAbort);
+      await following;
+      await follow(true);
+    }
   };
 
   const start: JobAction = async ({ job, log, signal }) => {
