@@ -128,6 +128,34 @@ describe('apps and failures', () => {
   });
 });
 
+describe('enjin killed in the middle of a deploy', () => {
+  test('the interrupted tree is failed with a reason, the previous version stays, the prepare is reaped', async () => {
+    const dataDir = tempDir('interrupt');
+    const app = fixture('python-app');
+    let enjin = await EnjinProcess.start(dataDir);
+    try {
+      assert.equal((await enjin.cli(['deploy', app])).code, 0);
+      writeFileSync(join(app, 'enjin.yaml'), readFileSync(join(app, 'enjin.yaml'), 'utf8').replace(`python3 -c "open('build.txt','w').write('built')"`, 'sleep 3618'));
+      const started = await enjin.cli(['--json', 'deploy', app, '--detach']);
+      const jobId = started.json.job.id;
+      await eventually(() => processesRunning('sleep 3618').length > 0, 'the prepare command runs');
+      await enjin.stop('SIGKILL');
+      enjin = await EnjinProcess.start(dataDir);
+      const job = (await enjin.cli(['--json', 'jobs', 'show', jobId])).json.job;
+      assert.equal(job.state, 'failed');
+      assert.match(job.error, /interrupted/);
+      assert.doesNotMatch(JSON.stringify(job), /"state":"(running|waiting)"/);
+      await eventually(() => processesRunning('sleep 3618').length === 0, 'the orphaned prepare command is killed');
+      const versions = (await enjin.cli(['--json', 'versions', '--project', 'pyapp'])).json.versions;
+      assert.deepEqual(versions.filter((v: { current: boolean }) => v.current).map((v: { number: number }) => v.number), [1]);
+      await eventually(async () => (await viaRouter(enjin.routerPort, 'py.localhost')).body === 'python built on web\n', 'v1 serves');
+    } finally {
+      await enjin.stop('SIGINT');
+      cleanup(dataDir, app);
+    }
+  });
+});
+
 describe('enjin up on a PostgreSQL server', () => {
   test('deploys and keeps its state across a restart', async () => {
     const pg = await startPostgres();

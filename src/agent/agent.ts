@@ -87,6 +87,7 @@ export class Agent {
     for (const name of readdirSync(join(o.dataDir, 'versions'))) {
       if (name.startsWith('.download-')) rmSync(join(o.dataDir, 'versions', name), { force: true });
     }
+    this.versions.reapOrphans();
     this.incarnation = randomUUID();
     this.seq = 0;
     this.publishing = false;

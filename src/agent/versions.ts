@@ -1,7 +1,7 @@
 // Versions on this node: fetch the package, verify and unpack it, run its prepare commands once, and drop unused ones.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, openSync, closeSync } from 'node:fs';
+import { closeSync, createWriteStream, existsSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readdir, rm, writeFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
@@ -11,6 +11,7 @@ import { EnjinError, invalid, notFound } from '../core/errors.ts';
 import type { VersionSpec } from '../core/messages.ts';
 import { unpackPackage } from '../artifact/unpack.ts';
 import { readLog, tailLines } from './logs.ts';
+import { isAlive, readProcStat } from './drivers/process.ts';
 
 /** Ids become file names: anything else could reach outside the data directory. */
 const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
@@ -155,6 +156,10 @@ export class VersionStore {
       closeSync(fd);
     }
     this.running.set(child, versionId);
+    // Recorded on disk: if the agent dies, its next start finds and kills what this command left running.
+    const pidFile = join(this.dir, `.prepare-${versionId}.pid`);
+    const stat = child.pid ? readProcStat(child.pid) : null;
+    if (stat) writeFileSync(pidFile, JSON.stringify({ pid: stat.pid, startTime: stat.startTime }));
     const { code, signal } = await new Promise<{ code: number | null; signal: string | null }>((resolve) => {
       child.once('error', (err) => {
         void writeFile(logPath, `${err.message}\n`, { flag: 'a' }).catch(() => {});
@@ -163,6 +168,7 @@ export class VersionStore {
       child.once('exit', (c, s) => resolve({ code: c, signal: s }));
     });
     this.running.delete(child);
+    rmSync(pidFile, { force: true });
     if (code === 0) return;
     const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
     const tail = await tailLines(logPath);
@@ -226,6 +232,32 @@ export class VersionStore {
       }
     }
     return cancelled;
+  }
+
+  /** At agent start: kills prepare commands a previous agent process left running when it died. */
+  reapOrphans(): number {
+    let reaped = 0;
+    let names: string[] = [];
+    try {
+      names = readdirSync(this.dir);
+    } catch {
+      return 0;
+    }
+    for (const name of names) {
+      if (!/^\.prepare-.*\.pid$/.test(name)) continue;
+      const file = join(this.dir, name);
+      try {
+        const { pid, startTime } = JSON.parse(readFileSync(file, 'utf8')) as { pid: number; startTime: number };
+        if (isAlive(pid, startTime)) {
+          process.kill(-pid, 'SIGKILL');
+          reaped++;
+        }
+      } catch {
+        // unreadable or already gone: nothing to kill
+      }
+      rmSync(file, { force: true });
+    }
+    return reaped;
   }
 
   /** Kills running prepare commands (agent shutdown); their versions stay unprepared. */

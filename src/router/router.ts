@@ -100,7 +100,6 @@ export class Router implements ProxyHost {
       (req, res) => this.onRequest(req, res),
     );
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
-    this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(this.opts.port, this.opts.host ?? '0.0.0.0', () => {
@@ -108,6 +107,7 @@ export class Router implements ProxyHost {
         resolve();
       });
     });
+    this.server = server;
 
     const bus = this.opts.bus;
     // Subscribe before asking, so a table published while the request is in flight is not missed.
