@@ -2,7 +2,7 @@
 // instance that never gets ready, an abort, a hostname another project owns, and the PostgreSQL-backed store.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EnjinProcess, cleanup, eventually, fixture, tempDir, viaRouter } from './support/enjin.ts';
 import { startPostgres } from './support/postgres.ts';
@@ -60,6 +60,22 @@ describe('apps and failures', () => {
     assert.match(res.body, /served by http.server/);
     const ps = (await enjin.cli(['--json', 'ps', 'procs'])).json.instances;
     assert.deepEqual(ps.map((i: { service: string }) => i.service).sort(), ['clock', 'web']);
+  });
+
+  test('nodes keep only the newest three unpacked versions of a project', async () => {
+    const app = copy('procfile-app');
+    for (let k = 0; k < 4; k++) {
+      writeFileSync(join(app, 'index.html'), `release ${k}\n`);
+      const r = await enjin.cli(['deploy', app, '--project', 'procs']);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    const versions = (await enjin.cli(['--json', 'versions', '--project', 'procs'])).json.versions as Array<{ id: string; number: number }>;
+    assert.equal(versions.length, 5);
+    const unpacked = await eventually(() => {
+      const present = versions.filter((v) => existsSync(join(dataDir, 'agent', 'versions', v.id))).map((v) => v.number);
+      return present.length === 3 ? present : null;
+    }, 'old versions collected');
+    assert.deepEqual(unpacked.sort(), [3, 4, 5]);
   });
 
   test('a failing prepare fails the deploy with its output, and the previous version keeps serving', async () => {

@@ -91,6 +91,10 @@ program
     const dataDir = resolve(globals().data ?? process.env.ENJIN_DATA ?? '.enjin');
     const [from, to] = String(o.portRange).split('-').map(Number);
     if (!(from > 0 && to >= from && to < 65536)) throw new EnjinError('invalid_request', `--port-range must look like 20000-29999 (got ${o.portRange})`);
+    if (!globals().json) {
+      const first = !existsSync(join(dataDir, 'store')) && !o.databaseUrl;
+      process.stderr.write(first ? `starting enjin in ${dataDir} (the first start creates its store: a few seconds)…\n` : `starting enjin in ${dataDir}…\n`);
+    }
     const running = await up({
       dataDir, apiHost: o.apiHost, apiPort: o.apiPort, routerHost: o.routerHost, routerPort: o.routerPort, domain: o.domain,
       databaseUrl: o.databaseUrl ?? process.env.ENJIN_DATABASE_URL, portRange: [from, to],

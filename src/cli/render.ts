@@ -41,6 +41,14 @@ function truncate(s: string, n: number): string {
   return s.length > n ? `${s.slice(0, Math.max(0, n - 1))}…` : s;
 }
 
+/** Children before their parent: the order in which a tree's jobs run. */
+export function runOrder(root: JobTree): JobTree[] {
+  const out: JobTree[] = [];
+  const walk = (j: JobTree) => { j.children.forEach(walk); out.push(j); };
+  walk(root);
+  return out;
+}
+
 export function flatten(root: JobTree): JobTree[] {
   const out: JobTree[] = [];
   const walk = (j: JobTree) => { out.push(j); j.children.forEach(walk); };
@@ -65,7 +73,7 @@ export async function watchTree(fetchTree: () => Promise<JobTree>, out: NodeJS.W
       if (drawn > lines.length) out.write('\x1b[J');
       drawn = lines.length;
     } else {
-      for (const j of flatten(tree)) {
+      for (const j of runOrder(tree)) {
         const logs = j.log ?? [];
         for (const l of logs.slice(seenLog.get(j.id) ?? 0)) out.write(`  ${j.title} | ${l}\n`);
         seenLog.set(j.id, logs.length);

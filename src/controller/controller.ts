@@ -33,6 +33,8 @@ export interface ControllerOptions {
 export type TreeKind = 'deploy' | 'rollback' | 'scale' | 'reconcile' | 'revert' | 'destroy';
 
 const NODE_DOWN_AFTER_MS = 45_000;
+/** unpacked versions each node keeps per project beyond the ones in use */
+const KEEP_PREPARED_VERSIONS = 3;
 const FAILURE_BACKOFF_MS = [15_000, 30_000, 60_000, 120_000, 300_000, 600_000];
 
 export class Controller implements ActionHost {
@@ -250,6 +252,7 @@ export class Controller implements ActionHost {
     if (!project) return;
     if (root.state === 'succeeded') {
       this.backoff.delete(projectId);
+      this.collectVersions();
       return;
     }
     const b = this.backoff.get(projectId) ?? { until: 0, failures: 0 };
@@ -286,6 +289,23 @@ export class Controller implements ActionHost {
       } catch {
         // e.g. no ready node: the next tick tries again
       }
+    }
+  }
+
+  /**
+   * Asks every node to drop unpacked versions nobody needs: kept are the versions any project wants or routes to and
+   * the newest few of each project, so a rollback does not have to fetch and prepare again.
+   */
+  private collectVersions(): void {
+    const keep = new Set<string>();
+    for (const p of this.state.projects.values()) {
+      if (p.currentVersionId) keep.add(p.currentVersionId);
+      if (p.routedVersionId) keep.add(p.routedVersionId);
+      for (const v of this.state.versionsOf(p.id).slice(-KEEP_PREPARED_VERSIONS)) keep.add(v.id);
+    }
+    for (const n of this.state.nodes.values()) {
+      if (n.status !== 'ready') continue;
+      void this.bus.request(subjects.agentRpc(n.id), { op: 'gc', keep: [...keep] }, { timeoutMs: 60_000 }).catch(() => {});
     }
   }
 
