@@ -90,6 +90,9 @@ describe('core loop on one machine', () => {
     assert.match(versions[0].sha256, /^[0-9a-f]{64}$/);
     const jobs = (await enjin.cli(['--json', 'jobs'])).json.jobs;
     assert.equal(jobs[0].state, 'succeeded');
+    const byNode = (await enjin.cli(['--json', 'jobs', '--node', 'local'])).json.jobs;
+    assert.ok(byNode.length >= 2 && byNode.every((j: { tags: { node?: string } }) => j.tags.node === 'local'), 'jobs filter by node tag');
+    assert.deepEqual((await enjin.cli(['--json', 'jobs', '--version', 'v9'])).json.jobs, []);
     const show = await enjin.cli(['--json', 'jobs', 'show', jobs[0].id]);
     assert.equal(show.json.job.kind, 'deploy');
     assert.ok(show.json.job.children.length >= 1);

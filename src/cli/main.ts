@@ -254,11 +254,14 @@ program
 
 const jobs = program.command('jobs').description('list job trees; `jobs show ID`, `jobs abort ID`')
   .option('-p, --project <name>', 'only this project')
+  .option('--service <name>', 'only jobs about this service')
+  .option('--version <v>', 'only jobs about this version, e.g. v3')
+  .option('--node <id>', 'only jobs on this node')
   .option('--state <states>', 'only these states, comma-separated (waiting,running,succeeded,failed,aborted)')
   .addOption(new Option('-n, --limit <n>', 'how many').default(20).argParser(toCount))
-  .action(async (o: { project?: string; state?: string; limit: number }) => {
+  .action(async (o: { project?: string; service?: string; version?: string; node?: string; state?: string; limit: number }) => {
     const c = client();
-    const { jobs: list } = await c.jobs({ project: o.project, state: o.state?.split(',') as never, limit: o.limit });
+    const { jobs: list } = await c.jobs({ project: o.project, service: o.service, version: o.version, node: o.node, state: o.state?.split(',') as never, limit: o.limit });
     print({ jobs: list }, () => list.length ? table([
       ['ID', 'STATE', 'WHAT', 'PROJECT', 'STARTED', 'TOOK'],
       ...list.map((j) => [j.id, j.state, j.title, j.tags.project ?? '', ago(j.createdAt), duration(j)]),

@@ -35,7 +35,8 @@ export async function up(opts: UpOptions): Promise<RunningEnjin> {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const store = await openStore({ dataDir, databaseUrl: opts.databaseUrl });
   const bus = new MemoryBus();
-  const started: Array<() => Promise<void>> = [async () => store.close()];
+  // Stopped in reverse: router, agent (and its instances), API, controller, bus, store.
+  const started: Array<() => Promise<void>> = [async () => store.close(), async () => bus.close()];
   const stopAll = async () => {
     for (const stop of started.reverse()) await stop().catch(() => {});
   };
@@ -69,7 +70,7 @@ export async function up(opts: UpOptions): Promise<RunningEnjin> {
       throw portInUse(err, 'router', opts.routerPort, '--router-port');
     }
     started.push(() => router.stop());
-    started.push(async () => bus.close());
+    controller.ready = true;
 
     return { apiUrl: controller.apiUrl, routerPort: router.port, token, credentialsFile, stop: stopAll };
   } catch (err) {

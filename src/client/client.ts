@@ -137,8 +137,8 @@ export class EnjinClient {
     return this.call('GET', `/v1/projects/${enc(project)}/logs${query(q)}`);
   }
 
-  jobs(q: { project?: string; state?: JobState[]; limit?: number } = {}): Promise<{ jobs: Job[] }> {
-    return this.call('GET', `/v1/jobs${query({ project: q.project, state: q.state?.join(','), limit: q.limit })}`);
+  jobs(q: { project?: string; service?: string; version?: string; node?: string; state?: JobState[]; limit?: number } = {}): Promise<{ jobs: Job[] }> {
+    return this.call('GET', `/v1/jobs${query({ project: q.project, service: q.service, version: q.version, node: q.node, state: q.state?.join(','), limit: q.limit })}`);
   }
 
   job(id: string, logs = true): Promise<{ job: JobTree }> {

@@ -50,6 +50,8 @@ export class Controller implements ActionHost {
   readonly nodeToken = newSecret();
   /** base URL agents fetch packages from; set once the API listens */
   apiUrl = '';
+  /** set by whoever composes the process once every local component is up (GET /healthz) */
+  ready = false;
   private readonly receiver: NodeStateReceiver;
   private applying: Promise<unknown> = Promise.resolve();
   /** project id → root job id of the tree working on it: one tree per project at a time */

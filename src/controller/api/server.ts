@@ -55,7 +55,8 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
   const ProjectParams = Type.Object({ project: Type.String() });
   const projectView = (p: Project) => viewProject(c, p);
 
-  app.get('/healthz', { schema: { hide: true } }, async () => ({ ok: true }));
+  // 200 only once every component of this process is up: scripts wait on it before deploying.
+  app.get('/healthz', { schema: { hide: true } }, async (_req, reply) => (c.ready ? { ok: true } : reply.status(503).send({ ok: false, starting: true })));
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   app.get('/v1/projects', { schema: { summary: 'List projects' } }, async () => ({
@@ -196,6 +197,8 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
       querystring: Type.Object({
         project: Type.Optional(Type.String()),
         service: Type.Optional(Type.String()),
+        version: Type.Optional(Type.String({ description: 'v3' })),
+        node: Type.Optional(Type.String()),
         state: Type.Optional(Type.String()),
         limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 20 })),
         before: Type.Optional(Type.String()),
@@ -203,7 +206,9 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
     },
   }, async (req) => {
     const states = req.query.state?.split(',') as Job['state'][] | undefined;
-    const jobs = await c.store.listJobs({ rootsOnly: true, states, limit: req.query.limit ?? 20, before: req.query.before, tags: { project: req.query.project, service: req.query.service } });
+    // Filters by a node or a service match the jobs that carry that tag, which sit below the roots.
+    const rootsOnly = !req.query.node && !req.query.service;
+    const jobs = await c.store.listJobs({ rootsOnly, states, limit: req.query.limit ?? 20, before: req.query.before, tags: { project: req.query.project, service: req.query.service, version: req.query.version, node: req.query.node } });
     // Live trees: the engine's copy is newer than the store's.
     return { jobs: await Promise.all(jobs.map(async (j) => (c.jobs.isActive(j.id) ? c.jobs.getJob(j.id) : j))) };
   });

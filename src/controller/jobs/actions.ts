@@ -36,6 +36,8 @@ export function buildTree(host: ActionHost, project: Project, plan: Plan, kind: 
   const vtag = version ? `v${version.number}` : undefined;
   const nodeName = (id: string) => host.state.nodes.get(id)?.name ?? id;
 
+  // A job about one service carries its tag, so `enjin jobs --service web` finds it.
+  const onlyService = (services: string[]) => (new Set(services).size === 1 ? services[0] : undefined);
   let chain: JobSpec[] = [];
   const startsByNode = new Map<string, PlannedStart[]>();
   for (const s of plan.starts) startsByNode.set(s.nodeId, [...(startsByNode.get(s.nodeId) ?? []), s]);
@@ -44,7 +46,7 @@ export function buildTree(host: ActionHost, project: Project, plan: Plan, kind: 
     chain.push({
       kind: 'start',
       title: `start ${summary} on ${nodeName(nodeId)}`,
-      tags: { version: vtag, node: nodeId },
+      tags: { version: vtag, node: nodeId, service: onlyService(starts.map((s) => s.service)) },
       params: { projectId: project.id, starts },
       children: [{ kind: 'prepare', title: `prepare ${project.name} ${vtag} on ${nodeName(nodeId)}`, tags: { version: vtag, node: nodeId }, params: { projectId: project.id, versionId: plan.targetVersionId, nodeId } }],
     });
@@ -54,12 +56,12 @@ export function buildTree(host: ActionHost, project: Project, plan: Plan, kind: 
   }
   if (plan.stops.length) {
     const summary = summarize(plan.stops.map((s) => s.service));
-    chain = [{ kind: 'stop', title: `stop ${summary}`, params: { projectId: project.id, stops: plan.stops }, children: chain }];
+    chain = [{ kind: 'stop', title: `stop ${summary}`, tags: { service: onlyService(plan.stops.map((s) => s.service)) }, params: { projectId: project.id, stops: plan.stops }, children: chain }];
   }
   return {
     kind,
     title,
-    tags: { workspace: ws, project: project.name, version: vtag },
+    tags: { workspace: ws, project: project.name, version: vtag, service: onlyService([...plan.starts, ...plan.stops].map((s) => s.service)) },
     params: { ...params, projectId: project.id, targetVersionId: plan.targetVersionId },
     children: chain,
   };
