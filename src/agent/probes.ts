@@ -1,6 +1,9 @@
-// Readiness probes: a TCP connect, or an HTTP GET answering 2xx/3xx, against an instance's port.
+// Readiness probes: a TCP connect, or an HTTP GET answering 2xx/3xx, against an instance's port; and whether the
+// listener on that port is the instance's own.
 import { request } from 'node:http';
 import { connect } from 'node:net';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { groupMembers } from './drivers/process.ts';
 
 export function tcpProbe(host: string, port: number, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -33,4 +36,53 @@ export function httpProbe(host: string, port: number, path: string, timeoutMs: n
     });
     req.end();
   });
+}
+
+/** Inodes of sockets listening on `port` (any address, IPv4 or IPv6), from /proc/net. */
+function listeningInodes(port: number): Set<string> {
+  const inodes = new Set<string>();
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = '';
+    try {
+      text = readFileSync(table, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      // f[1] local address:port, f[3] state (0A = LISTEN), f[9] inode
+      if (f.length > 9 && f[3] === '0A' && f[1].endsWith(`:${hexPort}`)) inodes.add(f[9]);
+    }
+  }
+  return inodes;
+}
+
+/**
+ * Whether the socket listening on `port` belongs to a process of group `pgid`. A TCP connect alone cannot tell our
+ * instance from anything else that took the port, and routing to the wrong listener is worse than waiting.
+ * Returns null when /proc cannot say (then the probe alone decides).
+ */
+export function listenerInGroup(pgid: number, port: number): boolean | null {
+  const inodes = listeningInodes(port);
+  if (inodes.size === 0) return false;
+  let readable = false;
+  for (const member of groupMembers(pgid)) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${member.pid}/fd`);
+      readable = true;
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${member.pid}/fd/${fd}`));
+        if (m && inodes.has(m[1])) return true;
+      } catch {
+        // the fd closed while we looked
+      }
+    }
+  }
+  return readable ? false : null;
 }

@@ -1,7 +1,7 @@
 // Runs the real `enjin` binary for end-to-end tests: `up` as a child process on free ports, CLI commands against it,
 // HTTP through its router with a Host header.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import http from 'node:http';
@@ -45,6 +45,36 @@ export function runCli(args: string[], opts: { dataDir: string; cwd?: string; ti
   });
 }
 
+const BLOCKS_DIR = join(tmpdir(), 'enjin-test-port-blocks');
+const BLOCK = 500;
+
+/**
+ * Test files run side by side, each with its own enjin: each claims a block of instance ports of its own, so no
+ * readiness probe can reach another enjin's app. A block is a lock file; one whose owner died is taken over.
+ */
+function claimPortBlock(): { range: string; release(): void } {
+  mkdirSync(BLOCKS_DIR, { recursive: true });
+  const blocks = (30000 - 20000) / BLOCK;
+  const start = Math.floor(Math.random() * blocks);
+  for (let k = 0; k < blocks; k++) {
+    const block = (start + k) % blocks;
+    const file = join(BLOCKS_DIR, String(block));
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        writeFileSync(file, String(process.pid), { flag: 'wx' });
+        const from = 20000 + block * BLOCK;
+        return { range: `${from}-${from + BLOCK - 1}`, release: () => rmSync(file, { force: true }) };
+      } catch {
+        const owner = Number(readFileSync(file, 'utf8') || 0);
+        if (owner && owner !== process.pid && alive(owner)) break;
+        if (owner === process.pid) break;
+        rmSync(file, { force: true });
+      }
+    }
+  }
+  throw new Error('no free block of test ports');
+}
+
 export class EnjinProcess {
   api = '';
   routerPort = 0;
@@ -52,9 +82,19 @@ export class EnjinProcess {
   private constructor(readonly dataDir: string, readonly child: ChildProcess) {}
 
   static async start(dataDir: string, extra: string[] = []): Promise<EnjinProcess> {
-    const child = spawn(process.execPath, [BIN, '--data', dataDir, '--json', 'up', '--api-port', '0', '--router-port', '0', '--router-host', '127.0.0.1', ...extra], {
-      cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ENJIN_API: '', ENJIN_TOKEN: '' },
-    });
+    const ports = claimPortBlock();
+    let child: ChildProcess;
+    try {
+      child = spawnUp(dataDir, ports.range, extra);
+    } catch (err) {
+      ports.release();
+      throw err;
+    }
+    child.once('exit', () => ports.release());
+    return EnjinProcess.attach(dataDir, child);
+  }
+
+  private static async attach(dataDir: string, child: ChildProcess): Promise<EnjinProcess> {
     const p = new EnjinProcess(dataDir, child);
     child.stderr!.on('data', (d) => (p.output += d));
     const lines = createInterface({ input: child.stdout! });
@@ -91,6 +131,12 @@ export class EnjinProcess {
     this.child.kill(signal);
     return done;
   }
+}
+
+function spawnUp(dataDir: string, portRange: string, extra: string[]): ChildProcess {
+  return spawn(process.execPath, [BIN, '--data', dataDir, '--json', 'up', '--api-port', '0', '--router-port', '0', '--router-host', '127.0.0.1', '--port-range', portRange, ...extra], {
+    cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ENJIN_API: '', ENJIN_TOKEN: '' },
+  });
 }
 
 export interface HttpResult {
