@@ -4,7 +4,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { EnjinProcess, cleanup, eventually, fixture, tempDir, viaRouter } from './support/enjin.ts';
+import { spawn } from 'node:child_process';
+import { BIN, EnjinProcess, alive, cleanup, eventually, fixture, tempDir, viaRouter } from './support/enjin.ts';
 import { startPostgres } from './support/postgres.ts';
 
 /** pids whose command line contains `text` */
@@ -167,6 +168,30 @@ describe('enjin killed in the middle of a deploy', () => {
       await eventually(async () => (await viaRouter(enjin.routerPort, 'py.localhost')).body === 'python built on web\n', 'v1 serves');
     } finally {
       await enjin.stop('SIGINT');
+      cleanup(dataDir, app);
+    }
+  });
+});
+
+describe('Ctrl-C and logs -f', () => {
+  test('logs -f follows new lines; Ctrl-C stops enjin and every app process with it', async () => {
+    const dataDir = tempDir('ctrlc');
+    const app = fixture('procfile-app');
+    const enjin = await EnjinProcess.start(dataDir);
+    try {
+      assert.equal((await enjin.cli(['deploy', app, '--project', 'ticks'])).code, 0);
+      const follower = spawn(process.execPath, [BIN, '--data', dataDir, 'logs', 'ticks/clock', '-f', '-n', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      follower.stdout.on('data', (d) => (out += d));
+      await eventually(() => out.split('\n').filter((l) => l.includes('tick')).length >= 3, 'three followed lines (one a second)');
+      follower.kill('SIGINT');
+      const pids = (await enjin.cli(['--json', 'ps'])).json.instances.map((i: { pid: number }) => i.pid);
+      assert.equal(pids.length, 2);
+      const exit = await enjin.stop('SIGINT');
+      assert.equal(exit.code, 0);
+      for (const pid of pids) assert.equal(alive(pid), false, `app process ${pid} is gone`);
+    } finally {
+      await enjin.stop('SIGKILL');
       cleanup(dataDir, app);
     }
   });
