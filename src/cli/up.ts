@@ -84,12 +84,12 @@ async function adminToken(controller: Controller, file: string): Promise<string>
   if (existsSync(file)) {
     try {
       const { token } = JSON.parse(readFileSync(file, 'utf8')) as { token?: string };
-      if (token && (await controller.checkToken(token)) === 'admin') return token;
+      if (token && (await controller.auth.check(token)) === 'admin') return token;
     } catch {
       // unreadable: a new token replaces it
     }
   }
-  return controller.createToken('admin (enjin up)');
+  return controller.auth.create('admin (enjin up)');
 }
 
 function writeCredentials(file: string, creds: { api: string; token: string }): void {

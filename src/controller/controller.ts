@@ -1,11 +1,10 @@
 // The controller: the only writer of desired state. Holds the working set in memory, turns reconciler plans into job
 // trees through one serialized applier, folds node reports into current state, and publishes routes.
-import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Bus } from '../bus/bus.ts';
 import { EnjinError, conflict, notFound } from '../core/errors.ts';
-import { newId, newSecret } from '../core/ids.ts';
+import { newId } from '../core/ids.ts';
 import type { Instance, Job, Node, Project, Version } from '../core/model.ts';
 import { subjects, type InstanceReport, type NodeStateUpdate, type Notification } from '../core/messages.ts';
 import type { Store } from '../store/store.ts';
@@ -17,6 +16,7 @@ import { buildRouteTable } from './routes/build.ts';
 import { RoutePublisher } from './routes/publisher.ts';
 import { ControllerState } from './state.ts';
 import { PackageStore } from './packages.ts';
+import { TokenAuth } from './auth/tokens.ts';
 
 export interface ControllerOptions {
   store: Store;
@@ -46,8 +46,7 @@ export class Controller implements ActionHost {
   readonly packages: PackageStore;
   readonly domain: string;
   readonly drainTimeoutMs: number;
-  /** accepted only for package downloads by agents; lives as long as this controller process */
-  readonly nodeToken = newSecret();
+  readonly auth: TokenAuth;
   /** base URL agents fetch packages from; set once the API listens */
   apiUrl = '';
   /** set by whoever composes the process once every local component is up (GET /healthz) */
@@ -65,6 +64,7 @@ export class Controller implements ActionHost {
   private constructor(opts: ControllerOptions, state: ControllerState) {
     this.store = opts.store;
     this.bus = opts.bus;
+    this.auth = new TokenAuth(opts.store);
     this.state = state;
     this.domain = opts.domain;
     this.drainTimeoutMs = opts.drainTimeoutMs ?? 10_000;
@@ -110,18 +110,9 @@ export class Controller implements ActionHost {
     await this.jobs.stop();
   }
 
-  // --- tokens ---
-
-  async createToken(name: string): Promise<string> {
-    const secret = `enj_${newSecret()}`;
-    await this.store.insertToken({ id: newId('tok'), name, hash: hashToken(secret), workspaceId: null, createdAt: new Date().toISOString() });
-    return secret;
-  }
-
-  async checkToken(secret: string): Promise<'admin' | 'node' | null> {
-    if (secret === this.nodeToken) return 'node';
-    const t = await this.store.findTokenByHash(hashToken(secret));
-    return t ? 'admin' : null;
+  /** the token agents present to download packages (see TokenAuth) */
+  get nodeToken(): string {
+    return this.auth.nodeToken;
   }
 
   // --- lookups ---
@@ -459,6 +450,3 @@ export class Controller implements ActionHost {
   }
 }
 
-export function hashToken(secret: string): string {
-  return createHash('sha256').update(secret).digest('hex');
-}

@@ -100,7 +100,8 @@ export interface NodeInfo {
 /**
  * State exchange (agent → controller). Each agent run has a random `incarnation`; `seq` counts updates within it.
  * seq 0 replaces everything the controller knows of this node; seq n+1 applies on top of seq n.
- * A gap or an unknown incarnation makes the controller ask for a full resync. An empty update every 15 s is a heartbeat.
+ * A gap or an unknown incarnation makes the controller ask for a full resync. An empty update every 15 s is a heartbeat;
+ * it takes the next seq too, so a lost heartbeat is a gap like any other lost update.
  */
 export interface NodeStateUpdate {
   node: NodeInfo;
@@ -141,6 +142,7 @@ export type RouterRequest =
 
 export interface RouterInflightReply {
   routerId: string;
+  /** of the route table the router applied; '' and -1 before it has any */
   incarnation: string;
   seq: number;
   counts: Record<string, number>;

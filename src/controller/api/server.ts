@@ -34,7 +34,7 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
     const header = req.headers.authorization ?? '';
     const token = header.startsWith('Bearer ') ? header.slice(7).trim() : '';
     if (!token) throw new EnjinError('unauthorized', 'this API needs a token: pass `Authorization: Bearer TOKEN` (the CLI reads it from DATA/credentials.json or ENJIN_TOKEN)', { status: 401 });
-    const role = await c.checkToken(token);
+    const role = await c.auth.check(token);
     if (!role) throw new EnjinError('unauthorized', 'the token is not valid for this enjin; use the one in DATA/credentials.json', { status: 401 });
     if (role === 'node' && !(req.method === 'GET' && /^\/v1\/versions\/[^/]+\/package$/.test(req.url))) {
       throw new EnjinError('forbidden', 'a node token may only download packages', { status: 403 });
