@@ -1,6 +1,7 @@
 // Opens the store: embedded PGlite in the data directory by default, a PostgreSQL server when given a URL; migrated either way.
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { PGlite } from '@electric-sql/pglite';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
@@ -35,7 +36,17 @@ async function openPGlite(dataDir: string): Promise<Store> {
   try {
     let pglite: PGlite;
     try {
-      pglite = await PGlite.create({ dataDir: storeDir });
+      // The controller keeps its working set in memory, so PostgreSQL's own cache can be small: 16 MB of shared
+      // buffers instead of 128 MB saves about 120 MB of resident memory.
+      const options = { dataDir: storeDir, postgresqlconf: ['shared_buffers=16MB'] };
+      const fresh = !existsSync(join(storeDir, 'PG_VERSION'));
+      pglite = await PGlite.create(options);
+      if (fresh) {
+        // initdb grows the WebAssembly heap to ~700 MB and a heap never shrinks: reopen once so a new store starts
+        // at the size of a normal start (measured 682 MB → 159 MB resident, for about 0.25 s).
+        await pglite.close();
+        pglite = await PGlite.create(options);
+      }
     } catch (err) {
       throw new EnjinError(
         'store_unavailable',
