@@ -145,25 +145,26 @@ export class Controller implements ActionHost {
     return this.serialized(async () => {
       this.assertIdle(project);
       const previous = project.currentVersionId;
-      if (previous === version.id && project.routedVersionId === version.id) {
-        const plan = this.plan(project);
-        if (isEmptyPlan(plan)) return null;
-      }
-      await this.saveProject({ ...project, currentVersionId: version.id });
+      const next = { ...project, currentVersionId: version.id };
+      // Plan before saving: if no plan can be made (no ready node), the request fails and nothing has changed.
+      const plan = this.plan(next);
+      if (previous === version.id && isEmptyPlan(plan)) return null;
+      await this.saveProject(next);
       this.backoff.delete(project.id);
       const title = `${kind} ${project.name} v${version.number}`;
-      return this.applyPlan(this.state.projects.get(project.id)!, kind, title, { previousVersionId: previous, targetVersionId: version.id });
+      return this.startPlan(this.state.projects.get(project.id)!, plan, kind, title, { previousVersionId: previous, targetVersionId: version.id });
     });
   }
 
   async scale(project: Project, changes: Record<string, number>): Promise<Job | null> {
     return this.serialized(async () => {
       this.assertIdle(project);
-      const next = { ...project.scale, ...changes };
-      await this.saveProject({ ...project, scale: next });
+      const next = { ...project, scale: { ...project.scale, ...changes } };
+      const plan = this.plan(next);
+      await this.saveProject(next);
       this.backoff.delete(project.id);
       const summary = Object.entries(changes).map(([s, n]) => `${s}=${n}`).join(' ');
-      return this.applyPlan(this.state.projects.get(project.id)!, 'scale', `scale ${project.name} ${summary}`, {});
+      return this.startPlan(this.state.projects.get(project.id)!, plan, 'scale', `scale ${project.name} ${summary}`, {});
     });
   }
 
@@ -202,9 +203,12 @@ export class Controller implements ActionHost {
   }
 
   private async applyPlan(project: Project, kind: TreeKind, title: string, params: Record<string, unknown>): Promise<Job | null> {
-    const plan = this.plan(project);
+    return this.startPlan(project, this.plan(project), kind, title, params);
+  }
+
+  private async startPlan(project: Project, plan: Plan, kind: TreeKind, title: string, params: Record<string, unknown>): Promise<Job | null> {
     if (isEmptyPlan(plan)) {
-      if (kind === 'deploy' || kind === 'rollback') {
+      if ((kind === 'deploy' || kind === 'rollback') && project.routedVersionId !== project.currentVersionId) {
         // Nothing to start or stop (e.g. every service scaled to 0): the release still happened.
         await this.saveProject({ ...project, routedVersionId: project.currentVersionId });
       }
