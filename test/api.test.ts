@@ -42,7 +42,7 @@ describe('controller API without nodes', () => {
     const res = await fetch(`${base}${path}`, {
       method,
       headers: { authorization: `Bearer ${token}`, ...(body instanceof Uint8Array ? { 'content-type': 'application/gzip' } : body ? { 'content-type': 'application/json' } : {}), ...headers },
-      body: body instanceof Uint8Array ? new Blob([body]) : body ? JSON.stringify(body) : undefined,
+      body: body instanceof Uint8Array ? new Blob([new Uint8Array(body)]) : body ? JSON.stringify(body) : undefined,
     });
     return { status: res.status, body: (await res.json()) as any };
   };
