@@ -68,13 +68,14 @@ interface Started {
 async function startRouter(t: TestContext, initial: RouteTableUpdate | null, opts: { dataDir?: string; routerId?: string } = {}): Promise<Started> {
   const bus = new MemoryBus();
   const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'enjin-router-')));
-  if (!opts.dataDir) t.after(() => rm(dataDir, { recursive: true, force: true }));
   if (initial !== null) bus.handle(subjects.routesRequest, async () => initial);
   const router = new Router({ routerId: opts.routerId ?? 'r1', bus, dataDir, port: 0, host: '127.0.0.1' });
   await router.start();
+  // One hook, in this order: the router may still be writing routes.json, so it stops before its directory goes.
   t.after(async () => {
     await router.stop();
     await bus.close();
+    if (!opts.dataDir) await rm(dataDir, { recursive: true, force: true });
   });
   if (initial !== null) await waitFor(() => router.stats() !== null && rpcSeq(router) === initial.seq, 'the initial table');
   return { router, bus, dataDir };
@@ -428,7 +429,9 @@ test('counts requests, status classes, bytes, latency and unknown hosts; answers
 test('persists the applied table and routes from it with no controller', async (t) => {
   const u = await named(t, 'persisted');
   const dataDir = await mkdtemp(join(tmpdir(), 'enjin-router-'));
-  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  // Registered before the routers' own stop hooks, so it runs first: a table write still under way may refill the
+  // directory while it goes, and rm retries until the writer is done.
+  t.after(() => rm(dataDir, { recursive: true, force: true, maxRetries: 10 }));
 
   const first = await startRouter(t, null, { dataDir });
   first.bus.publish(subjects.routes, table(3, { 'p.test': 's' }, { s: [up('i', u.port)] }));
