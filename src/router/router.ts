@@ -186,25 +186,36 @@ export class Router implements ProxyHost {
     return c;
   }
 
-  private onRequest(req: IncomingMessage, res: ServerResponse): void {
-    const startedAt = performance.now();
-    const forwarded = forwardRequest(req.rawHeaders, req.socket.remoteAddress ?? '', false);
-    const hostName = normalizeHost(forwarded.host);
+  /**
+   * Finds where a request goes and counts it; for an unknown host (404) or a service with no running instance (503)
+   * it returns the refusal to send instead. Shared by plain requests and upgrades.
+   */
+  private route(hostName: string, startedAt: number): { target: RouteTarget; counters: ServiceCounters } | { status: 404 | 503; text: string } {
     const target = this.table.lookup(hostName);
     if (target === undefined) {
       this.unknownHost++;
-      sendPlain(res, 404, `No app is deployed at ${displayHost(hostName)}.\n`);
-      return;
+      return { status: 404, text: `No app is deployed at ${displayHost(hostName)}.\n` };
     }
     const counters = this.countersFor(target.key);
     counters.requests++;
     if (target.upstreams.length === 0) {
       counters.countStatus(503);
       counters.latency.record(performance.now() - startedAt);
-      sendPlain(res, 503, `The service at ${displayHost(hostName)} has no running instance.\n`);
+      return { status: 503, text: `The service at ${displayHost(hostName)} has no running instance.\n` };
+    }
+    return { target, counters };
+  }
+
+  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const startedAt = performance.now();
+    const forwarded = forwardRequest(req.rawHeaders, req.socket.remoteAddress ?? '', false);
+    const hostName = normalizeHost(forwarded.host);
+    const routed = this.route(hostName, startedAt);
+    if ('status' in routed) {
+      sendPlain(res, routed.status, routed.text);
       return;
     }
-    new HttpExchange(this, req, res, hostName, target, counters, forwarded, startedAt).begin();
+    new HttpExchange(this, req, res, hostName, routed.target, routed.counters, forwarded, startedAt).begin();
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -217,21 +228,12 @@ export class Router implements ProxyHost {
     }
     const forwarded = forwardRequest(req.rawHeaders, req.socket.remoteAddress ?? '', true);
     const hostName = normalizeHost(forwarded.host);
-    const target = this.table.lookup(hostName);
-    if (target === undefined) {
-      this.unknownHost++;
-      rejectUpgrade(socket, 404, 'Not Found', `No app is deployed at ${displayHost(hostName)}.\n`);
+    const routed = this.route(hostName, startedAt);
+    if ('status' in routed) {
+      rejectUpgrade(socket, routed.status, routed.status === 404 ? 'Not Found' : 'Service Unavailable', routed.text);
       return;
     }
-    const counters = this.countersFor(target.key);
-    counters.requests++;
-    if (target.upstreams.length === 0) {
-      counters.countStatus(503);
-      counters.latency.record(performance.now() - startedAt);
-      rejectUpgrade(socket, 503, 'Service Unavailable', `The service at ${displayHost(hostName)} has no running instance.\n`);
-      return;
-    }
-    const tunnel = new Tunnel(this, socket, head, req, hostName, target, counters, forwarded, startedAt, (t) => this.tunnels.delete(t));
+    const tunnel = new Tunnel(this, socket, head, req, hostName, routed.target, routed.counters, forwarded, startedAt, (t) => this.tunnels.delete(t));
     this.tunnels.add(tunnel);
     tunnel.begin();
   }
