@@ -1,7 +1,9 @@
 // Opens the store: embedded PGlite in the data directory by default, a PostgreSQL server when given a URL; migrated either way.
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { PGlite } from '@electric-sql/pglite';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
@@ -28,6 +30,34 @@ export async function openStore(opts: OpenStoreOptions): Promise<Store> {
   return opts.databaseUrl ? openPostgres(opts.databaseUrl) : openPGlite(opts.dataDir);
 }
 
+/** The controller keeps its working set in memory, so PostgreSQL's own cache can be small (saves ~120 MB resident). */
+const PGLITE_CONF = ['shared_buffers=16MB'];
+
+const execFileAsync = promisify(execFile);
+
+/**
+ * Creates a new store (PGlite's initdb) in a short-lived child process: initdb grows the WebAssembly heap to ~700 MB
+ * and a heap never shrinks, so this process then opens the store at the size of any later start. The database is
+ * built beside `storeDir` and renamed into place, so a crash halfway leaves no half-made store.
+ */
+async function createPGliteStore(storeDir: string): Promise<void> {
+  const building = `${storeDir}.creating`;
+  await rm(building, { recursive: true, force: true });
+  const module = import.meta.resolve('@electric-sql/pglite');
+  const script = `const { PGlite } = await import(${JSON.stringify(module)});
+const db = await PGlite.create({ dataDir: process.argv[1], postgresqlconf: ${JSON.stringify(PGLITE_CONF)} });
+await db.close();`;
+  try {
+    await execFileAsync(process.execPath, ['--input-type=module', '-e', script, building], { timeout: 120_000 });
+  } catch (err) {
+    await rm(building, { recursive: true, force: true });
+    const stderr = (err as { stderr?: string }).stderr?.trim();
+    throw new Error(`creating the store failed${stderr ? `: ${stderr.split('\n').slice(-3).join(' ')}` : ''}`, { cause: err });
+  }
+  await rm(storeDir, { recursive: true, force: true });
+  await rename(building, storeDir);
+}
+
 async function openPGlite(dataDir: string): Promise<Store> {
   const storeDir = join(dataDir, 'store');
   await mkdir(storeDir, { recursive: true });
@@ -36,17 +66,8 @@ async function openPGlite(dataDir: string): Promise<Store> {
   try {
     let pglite: PGlite;
     try {
-      // The controller keeps its working set in memory, so PostgreSQL's own cache can be small: 16 MB of shared
-      // buffers instead of 128 MB saves about 120 MB of resident memory.
-      const options = { dataDir: storeDir, postgresqlconf: ['shared_buffers=16MB'] };
-      const fresh = !existsSync(join(storeDir, 'PG_VERSION'));
-      pglite = await PGlite.create(options);
-      if (fresh) {
-        // initdb grows the WebAssembly heap to ~700 MB and a heap never shrinks: reopen once so a new store starts
-        // at the size of a normal start (measured 682 MB → 159 MB resident, for about 0.25 s).
-        await pglite.close();
-        pglite = await PGlite.create(options);
-      }
+      if (!existsSync(join(storeDir, 'PG_VERSION'))) await createPGliteStore(storeDir);
+      pglite = await PGlite.create({ dataDir: storeDir, postgresqlconf: PGLITE_CONF });
     } catch (err) {
       throw new EnjinError(
         'store_unavailable',
