@@ -61,6 +61,11 @@ function ago(iso: string | null | undefined): string {
 
 /** Follows a job tree to its end, then exits non-zero unless it succeeded, with the failing job's log tail. */
 async function followJob(c: EnjinClient, jobId: string): Promise<JobTree> {
+  // Leaving the view does not stop the work: say so, and how to stop it.
+  process.once('SIGINT', () => {
+    process.stderr.write(`\njob ${jobId} goes on without this view; follow it with \`enjin jobs show ${jobId} -f\` or stop it with \`enjin jobs abort ${jobId}\`\n`);
+    process.exit(130);
+  });
   const tree = globals().json
     ? await (async () => { for (;;) { const t = (await c.job(jobId)).job; if (['succeeded', 'failed', 'aborted'].includes(t.state)) return t; await new Promise((r) => setTimeout(r, 300)); } })()
     : await watchTree(async () => (await c.job(jobId)).job, process.stderr.isTTY ? process.stderr : process.stdout);
