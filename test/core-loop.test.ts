@@ -50,6 +50,7 @@ describe('core loop on one machine', () => {
     assert.equal(r.code, 0, r.stderr + r.stdout);
     assert.match(r.stdout + r.stderr, /prepare hello v1/);
     assert.match(r.stdout + r.stderr, /prepared the app/, 'the prepare command output is in the job log');
+    assert.equal((r.stdout + r.stderr).split('prepared the app').length - 1, 1, 'each streamed log line is shown once');
     const web = await running('web');
     assert.equal(web.length, 2);
     assert.equal((await running('worker')).length, 1);

@@ -66,9 +66,13 @@ async function followJob(c: EnjinClient, jobId: string): Promise<JobTree> {
     process.stderr.write(`\njob ${jobId} goes on without this view; follow it with \`enjin jobs show ${jobId} -f\` or stop it with \`enjin jobs abort ${jobId}\`\n`);
     process.exit(130);
   });
-  const tree = globals().json
-    ? await (async () => { for (;;) { const t = (await c.job(jobId)).job; if (['succeeded', 'failed', 'aborted'].includes(t.state)) return t; await new Promise((r) => setTimeout(r, 300)); } })()
-    : await watchTree(async () => (await c.job(jobId)).job, process.stderr.isTTY ? process.stderr : process.stdout);
+  let tree: JobTree | null = null;
+  if (globals().json) {
+    for await (const t of c.watchJob(jobId)) tree = t;
+    if (!tree) throw new Error(`the job stream of ${jobId} ended early`);
+  } else {
+    tree = await watchTree(c.watchJob(jobId), process.stderr.isTTY ? process.stderr : process.stdout);
+  }
   if (tree.state !== 'succeeded') {
     const failed = flatten(tree).filter((j) => j.state === 'failed' && j.id !== tree.id);
     for (const j of failed) {

@@ -56,16 +56,17 @@ export function flatten(root: JobTree): JobTree[] {
   return out;
 }
 
-/** Follows a tree until it ends, drawing it; returns the final tree. */
-export async function watchTree(fetchTree: () => Promise<JobTree>, out: NodeJS.WriteStream, opts: { intervalMs?: number } = {}): Promise<JobTree> {
+/** Draws a tree as its updates arrive, until it ends; returns the final tree. */
+export async function watchTree(updates: AsyncIterable<JobTree>, out: NodeJS.WriteStream): Promise<JobTree> {
   const tty = !!out.isTTY;
   let drawn = 0;
   let frame = 0;
   const seenState = new Map<string, string>();
   const seenLog = new Map<string, number>();
-  for (;;) {
-    const tree = await fetchTree();
-    const done = ['succeeded', 'failed', 'aborted'].includes(tree.state);
+  let last: JobTree | null = null;
+  let lastDraw = 0;
+  let spinner: NodeJS.Timeout | null = null;
+  const draw = (tree: JobTree, done: boolean) => {
     if (tty) {
       const lines = treeLines(tree, { color: true, frame: frame++, logTail: done ? 0 : 2, width: out.columns ?? 120 });
       if (drawn) out.write(`\x1b[${drawn}A`);
@@ -84,7 +85,21 @@ export async function watchTree(fetchTree: () => Promise<JobTree>, out: NodeJS.W
         seenState.set(j.id, j.state);
       }
     }
-    if (done) return tree;
-    await new Promise((r) => setTimeout(r, opts.intervalMs ?? 250));
+  };
+  try {
+    // On a terminal the spinner keeps turning between updates; redraws are held to ten a second.
+    if (tty) spinner = setInterval(() => { if (last) draw(last, false); }, 200);
+    for await (const tree of updates) {
+      last = tree;
+      const done = ['succeeded', 'failed', 'aborted'].includes(tree.state);
+      if (!done && tty && Date.now() - lastDraw < 100) continue;
+      lastDraw = Date.now();
+      draw(tree, done);
+      if (done) return tree;
+    }
+  } finally {
+    if (spinner) clearInterval(spinner);
   }
+  if (!last) throw new Error('the job stream ended before it sent the tree');
+  return last;
 }

@@ -145,6 +145,61 @@ export class EnjinClient {
     return this.call('GET', `/v1/jobs/${enc(id)}?logs=${logs}`);
   }
 
+  /**
+   * Follows a job tree live over server-sent events: yields the tree after each batch of changes and log lines, and
+   * ends with the finished tree as the API reports it (including lines written as the tree ended).
+   */
+  async *watchJob(id: string): AsyncGenerator<JobTree> {
+    let res: Response;
+    try {
+      res = await fetch(`${this.creds.api}/v1/jobs/${enc(id)}/events`, { headers: { authorization: `Bearer ${this.creds.token}`, accept: 'text/event-stream' } });
+    } catch (err) {
+      throw new EnjinError('controller_unreachable', `cannot reach the enjin API at ${this.creds.api} (${(err as Error).message}); is \`enjin up\` running?`, { status: 503 });
+    }
+    if (!res.ok || !res.body) {
+      const body = await res.text();
+      let parsed: unknown = null;
+      try { parsed = JSON.parse(body); } catch { /* not JSON */ }
+      throw EnjinError.fromJSON((parsed as { error?: unknown })?.error ?? { message: `HTTP ${res.status}` }, res.status);
+    }
+    let tree: JobTree | null = null;
+    const byId = new Map<string, JobTree>();
+    const index = (t: JobTree) => { byId.set(t.id, t); t.children.forEach(index); };
+    const decoder = new TextDecoder();
+    let buffer = '';
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      buffer += decoder.decode(chunk, { stream: true });
+      let cut: number;
+      let changed = false;
+      while ((cut = buffer.indexOf('\n\n')) >= 0) {
+        const frame = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 2);
+        const event = /^event: (.*)$/m.exec(frame)?.[1];
+        const data = /^data: (.*)$/m.exec(frame)?.[1];
+        if (!event || data === undefined) continue;
+        const payload = JSON.parse(data);
+        if (event === 'tree') {
+          tree = payload as JobTree;
+          byId.clear();
+          index(tree);
+        } else if (event === 'change') {
+          const j = byId.get((payload as Job).id);
+          if (j) Object.assign(j, payload, { children: j.children, log: j.log });
+        } else if (event === 'log') {
+          const j = byId.get((payload as { jobId: string }).jobId);
+          if (j) (j.log ??= []).push((payload as { line: string }).line);
+        } else if (event === 'end') {
+          yield (await this.job(id)).job;
+          return;
+        }
+        changed = true;
+      }
+      if (changed && tree) yield tree;
+    }
+    // The stream ended without 'end' (the controller went away): report what the API says now.
+    yield (await this.job(id)).job;
+  }
+
   abortJob(id: string): Promise<{ job: Job }> {
     return this.call('POST', `/v1/jobs/${enc(id)}/abort`);
   }

@@ -217,6 +217,61 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
     job: await c.jobs.getTree(req.params.id, req.query.logs !== false),
   }));
 
+  app.get('/v1/jobs/:id/events', {
+    schema: {
+      summary: "Follow a job tree live (text/event-stream): a 'tree' event with the whole tree and its logs, then 'change' (a job) and 'log' ({ jobId, line }) events, then 'end'",
+      params: Type.Object({ id: Type.String() }),
+    },
+  }, async (req, reply) => {
+    const first = await c.jobs.getJob(req.params.id);
+    const rootId = first.rootId;
+    reply.hijack();
+    const out = reply.raw;
+    out.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+    const send = (event: string, data: unknown) => out.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    // Listen before taking the snapshot so nothing falls between them; the client applies events idempotently.
+    const buffered: Array<[string, unknown]> = [];
+    let live = false;
+    const emit = (event: string, data: unknown) => (live ? send(event, data) : buffered.push([event, data]));
+    const onChange = (job: Job) => {
+      if (job.rootId !== rootId) return;
+      emit('change', job);
+      if (job.id === rootId && ['succeeded', 'failed', 'aborted'].includes(job.state)) end();
+    };
+    const onLog = (entry: { jobId: string; line: string; n: number }) => {
+      if (c.jobs.activeRootOf(entry.jobId) === rootId) emit('log', { jobId: entry.jobId, line: entry.line, n: entry.n });
+    };
+    const heartbeat = setInterval(() => out.write(': keep-alive\n\n'), 15_000);
+    let ended = false;
+    const cleanup = () => {
+      clearInterval(heartbeat);
+      c.jobs.events.off('change', onChange);
+      c.jobs.events.off('log', onLog);
+    };
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      // Let the engine's last log lines (written as the tree ends) go out first.
+      setImmediate(() => {
+        cleanup();
+        if (live) { send('end', { id: rootId }); out.end(); }
+      });
+    };
+    c.jobs.events.on('change', onChange);
+    c.jobs.events.on('log', onLog);
+    out.on('close', cleanup);
+    const { tree, logsBefore } = await c.jobs.snapshot(rootId, true);
+    send('tree', tree);
+    live = true;
+    // Lines numbered below logsBefore are in the snapshot already.
+    for (const [event, data] of buffered) if (event !== 'log' || (data as { n: number }).n >= logsBefore) send(event, data);
+    if (ended || ['succeeded', 'failed', 'aborted'].includes(tree.state)) {
+      cleanup();
+      send('end', { id: rootId });
+      out.end();
+    }
+  });
+
   app.post('/v1/jobs/:id/abort', { schema: { summary: "Abort a job's tree", params: Type.Object({ id: Type.String() }) } }, async (req) => ({
     job: await c.jobs.abort(req.params.id, 'aborted by a user'),
   }));

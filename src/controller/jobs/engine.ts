@@ -55,6 +55,8 @@ export class JobEngine {
   private readonly onTreeFinished: TreeFinished;
   private readonly active = new Map<string, ActiveTree>();
   private pendingLog: JobLogLine[] = [];
+  /** numbers every log line this engine emits, so a live view can join a snapshot without gaps or repeats */
+  private logSeq = 0;
   private flushTimer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> = Promise.resolve();
   /** emits 'change' (job) on every transition and 'log' (line) on every log line: live views listen here */
@@ -138,6 +140,12 @@ export class JobEngine {
     return job;
   }
 
+  /** The root of a running job's tree; undefined once the tree has ended. */
+  activeRootOf(jobId: string): string | undefined {
+    for (const [rootId, t] of this.active) if (t.jobs.has(jobId)) return rootId;
+    return undefined;
+  }
+
   isActive(rootId: string): boolean {
     return this.active.has(rootId);
   }
@@ -169,10 +177,20 @@ export class JobEngine {
 
   /** The tree a job belongs to, nested, optionally with every job's log. */
   async getTree(id: string, withLogs: boolean): Promise<JobTreeView> {
+    return (await this.snapshot(id, withLogs)).tree;
+  }
+
+  /**
+   * The tree and, with logs, the number of the first log line it does not contain: live 'log' events numbered from
+   * there on complete it exactly.
+   */
+  async snapshot(id: string, withLogs: boolean): Promise<{ tree: JobTreeView; logsBefore: number }> {
     const job = await this.getJob(id);
     const tree = this.active.get(job.rootId);
     const jobs = tree ? [...tree.jobs.values()].map((j) => ({ ...j })) : await this.store.getJobTree(job.rootId);
     const logs = new Map<string, string[]>();
+    // Every line numbered below this is in the batch the flush below writes (or an earlier one).
+    const logsBefore = this.logSeq;
     if (withLogs) {
       await this.flushLogs();
       await Promise.all(jobs.map(async (j) => logs.set(j.id, (await this.store.getJobLog(j.id)).map((l) => l.line))));
@@ -185,13 +203,13 @@ export class JobEngine {
     }
     for (const v of views.values()) v.children.sort((a, b) => a.position - b.position);
     if (!root) throw notFound(`job tree ${job.rootId}`);
-    return root;
+    return { tree: root, logsBefore };
   }
 
   appendLog(jobId: string, line: string): void {
     const entry = { jobId, at: new Date().toISOString(), line: line.length > MAX_LOG_LINE ? `${line.slice(0, MAX_LOG_LINE)}…` : line };
     this.pendingLog.push(entry);
-    this.events.emit('log', entry);
+    this.events.emit('log', { ...entry, n: this.logSeq++ });
     this.flushTimer ??= setTimeout(() => void this.flushLogs(), LOG_FLUSH_MS);
   }
 
