@@ -3,6 +3,10 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { EnjinError } from '../core/errors.ts';
 import type { Job, JobState } from '../core/model.ts';
+import type { InstanceView, JobTreeView, ProjectView, VersionView } from '../core/api.ts';
+
+export type { InstanceView, ProjectView, VersionView } from '../core/api.ts';
+export type JobTree = JobTreeView;
 
 export interface Credentials {
   api: string;
@@ -25,50 +29,6 @@ export function findCredentials(dataDir?: string): Credentials {
   }
   if (!parsed.api || !parsed.token) throw new EnjinError('no_credentials', `${file} lacks api or token; restart \`enjin up\` to rewrite it`, { status: 401 });
   return { api: (api ?? parsed.api).replace(/\/$/, ''), token: token ?? parsed.token };
-}
-
-export interface JobTree extends Job {
-  log?: string[];
-  children: JobTree[];
-}
-
-export interface ProjectView {
-  id: string;
-  name: string;
-  workspace: string;
-  version: number | null;
-  routedVersion: number | null;
-  createdAt: string;
-  updatedAt: string;
-  services: Array<{ name: string; command: string; listens: boolean; hostnames: string[]; desired: number; running: number }>;
-}
-
-export interface VersionView {
-  id: string;
-  number: number;
-  sha256: string;
-  size: number;
-  createdAt: string;
-  current: boolean;
-  routed: boolean;
-  services: Record<string, { command: string; instances: number; listens: boolean; hostnames: string[] }>;
-}
-
-export interface InstanceView {
-  id: string;
-  project: string;
-  service: string;
-  version: number | null;
-  node: string;
-  desired: string;
-  state: string;
-  pid: number | null;
-  host: string | null;
-  port: number | null;
-  restarts: number;
-  lastExit: { code: number | null; signal: string | null; at: string } | null;
-  message: string | null;
-  createdAt: string;
 }
 
 export class EnjinClient {

@@ -9,6 +9,7 @@ import { parseProcfile } from '../../core/procfile.ts';
 import { locateInYaml } from '../../core/yaml-locate.ts';
 import { NAME_PATTERN, NAME_RULE } from '../../core/ids.ts';
 import type { Instance, Job, Manifest, Project, Version } from '../../core/model.ts';
+import type { InstanceView, ProjectView, VersionView } from '../../core/api.ts';
 import { subjects, type AgentReply, type RouterStatsReply } from '../../core/messages.ts';
 import { inspectPackage } from '../../artifact/inspect.ts';
 import type { Controller } from '../controller.ts';
@@ -238,8 +239,8 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
       emit('change', job);
       if (job.id === rootId && ['succeeded', 'failed', 'aborted'].includes(job.state)) end();
     };
-    const onLog = (entry: { jobId: string; line: string; n: number }) => {
-      if (c.jobs.activeRootOf(entry.jobId) === rootId) emit('log', { jobId: entry.jobId, line: entry.line, n: entry.n });
+    const onLog = (entry: { jobId: string; rootId: string; line: string; n: number }) => {
+      if (entry.rootId === rootId) emit('log', { jobId: entry.jobId, line: entry.line, n: entry.n });
     };
     const heartbeat = setInterval(() => out.write(': keep-alive\n\n'), 15_000);
     let ended = false;
@@ -326,7 +327,7 @@ function byServiceThenId(a: { project: string; service: string; id: string }, b:
   return a.project.localeCompare(b.project) || a.service.localeCompare(b.service) || (a.id < b.id ? -1 : 1);
 }
 
-export function viewVersion(c: Controller, v: Version) {
+export function viewVersion(c: Controller, v: Version): VersionView {
   const p = c.state.projects.get(v.projectId);
   return {
     id: v.id, number: v.number, sha256: v.sha256, size: v.size, createdAt: v.createdAt,
@@ -335,7 +336,7 @@ export function viewVersion(c: Controller, v: Version) {
   };
 }
 
-export function viewInstance(c: Controller, i: Instance) {
+export function viewInstance(c: Controller, i: Instance): InstanceView {
   const v = c.state.versions.get(i.versionId);
   const p = c.state.projects.get(i.projectId);
   return {
@@ -345,7 +346,7 @@ export function viewInstance(c: Controller, i: Instance) {
   };
 }
 
-export function viewProject(c: Controller, p: Project) {
+export function viewProject(c: Controller, p: Project): ProjectView {
   const ws = c.state.workspaces.get(p.workspaceId)?.name ?? 'default';
   const current = p.currentVersionId ? c.state.versions.get(p.currentVersionId) : undefined;
   const routed = p.routedVersionId ? c.state.versions.get(p.routedVersionId) : undefined;

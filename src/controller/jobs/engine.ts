@@ -5,6 +5,9 @@ import { EnjinError, notFound } from '../../core/errors.ts';
 import { newId } from '../../core/ids.ts';
 import { TERMINAL_JOB_STATES, type Job, type JobLogLine, type JobTags } from '../../core/model.ts';
 import type { Store } from '../../store/store.ts';
+import type { JobTreeView } from '../../core/api.ts';
+
+export type { JobTreeView } from '../../core/api.ts';
 
 export interface JobSpec {
   kind: string;
@@ -40,11 +43,6 @@ interface ActiveTree {
   ending: { state: 'failed' | 'aborted'; reason: string } | null;
 }
 
-export interface JobTreeView extends Job {
-  log?: string[];
-  children: JobTreeView[];
-}
-
 const LOG_FLUSH_MS = 200;
 /** a job's log kept in memory for live views; the store has all of it */
 const MAX_LOG_LINE = 4000;
@@ -54,6 +52,8 @@ export class JobEngine {
   private readonly actions: Record<string, JobAction>;
   private readonly onTreeFinished: TreeFinished;
   private readonly active = new Map<string, ActiveTree>();
+  /** job id → its root, for the jobs of running trees: log events name their tree without a search */
+  private readonly rootOf = new Map<string, string>();
   private pendingLog: JobLogLine[] = [];
   /** numbers every log line this engine emits, so a live view can join a snapshot without gaps or repeats */
   private logSeq = 0;
@@ -123,6 +123,7 @@ export class JobEngine {
     const tree: ActiveTree = { root: jobs[0], jobs: new Map(), children: new Map(), running: new Map(), done, resolve, ending: null };
     for (const j of jobs) {
       tree.jobs.set(j.id, j);
+      this.rootOf.set(j.id, rootId);
       if (j.parentId) tree.children.set(j.parentId, [...(tree.children.get(j.parentId) ?? []), j]);
     }
     this.active.set(rootId, tree);
@@ -138,12 +139,6 @@ export class JobEngine {
     const job = await this.store.getJob(rootId);
     if (!job) throw notFound(`job ${rootId}`);
     return job;
-  }
-
-  /** The root of a running job's tree; undefined once the tree has ended. */
-  activeRootOf(jobId: string): string | undefined {
-    for (const [rootId, t] of this.active) if (t.jobs.has(jobId)) return rootId;
-    return undefined;
   }
 
   isActive(rootId: string): boolean {
@@ -209,7 +204,8 @@ export class JobEngine {
   appendLog(jobId: string, line: string): void {
     const entry = { jobId, at: new Date().toISOString(), line: line.length > MAX_LOG_LINE ? `${line.slice(0, MAX_LOG_LINE)}…` : line };
     this.pendingLog.push(entry);
-    this.events.emit('log', { ...entry, n: this.logSeq++ });
+    // A root's id is its own root, so lines logged as its tree ends (after it left rootOf) still name it.
+    this.events.emit('log', { ...entry, rootId: this.rootOf.get(jobId) ?? jobId, n: this.logSeq++ });
     this.flushTimer ??= setTimeout(() => void this.flushLogs(), LOG_FLUSH_MS);
   }
 
@@ -298,6 +294,7 @@ export class JobEngine {
       this.appendLog(root.id, `after the tree ended: ${(err as Error).message}`);
     }
     await this.flushLogs();
+    for (const id of tree.jobs.keys()) this.rootOf.delete(id);
     tree.resolve(root);
   }
 
