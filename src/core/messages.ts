@@ -124,6 +124,15 @@ export interface RouteService {
   key: string;
   /** empty: the service is known but has no running instance, so the router answers 503 */
   upstreams: Upstream[];
+  /** how long the router waits on this service's instances (the manifest's `timeouts:`); absent: the defaults */
+  timeouts?: RouteTimeouts;
+}
+
+/** Milliseconds: to connect to an instance, for its response headers, and between two chunks of its body. */
+export interface RouteTimeouts {
+  connectMs: number;
+  headerMs: number;
+  idleMs: number;
 }
 
 /** The whole route table, replaced whole. `incarnation` + `seq` order tables from one controller run. */

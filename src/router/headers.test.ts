@@ -22,6 +22,7 @@ test('request: hop-by-hop headers and those named by Connection are dropped, X-F
   );
   assert.equal(f.host, 'App.Example.com');
   assert.equal(f.hasBody, true);
+  assert.match(f.problem ?? '', /more than one Host header/, 'two Host headers are refused');
   assert.deepEqual(pairs(f.headers), [
     ['Host', 'App.Example.com'],
     ['Cookie', 'a=1'],
@@ -47,4 +48,32 @@ test('response: hop-by-hop dropped, repeated headers and raw bytes kept', () => 
   const raw = ['Set-Cookie', 'a=1', 'set-cookie', 'b=2', 'Connection', 'keep-alive, X-Private', 'X-Private', 'p', 'Keep-Alive', 'timeout=5',
     'Transfer-Encoding', 'chunked', 'X-Name', 'caf\u00e9'].map((s) => Buffer.from(s, 'latin1'));
   assert.deepEqual(pairs(forwardResponseHeaders(raw)), [['Set-Cookie', 'a=1'], ['set-cookie', 'b=2'], ['X-Name', 'caf\u00e9']]);
+});
+
+test('request: Connection cannot strip Host or the X-Forwarded-* headers the router sets', () => {
+  const f = forwardRequest(
+    ['Host', 'app.test', 'Connection', 'x-forwarded-for, x-forwarded-proto, x-forwarded-host, host, x-other', 'X-Other', '1', 'Accept', '*/*'],
+    '10.0.0.9',
+    false,
+  );
+  assert.equal(f.problem, null);
+  assert.deepEqual(pairs(f.headers), [
+    ['Host', 'app.test'],
+    ['Accept', '*/*'],
+    ['x-forwarded-for', '10.0.0.9'],
+    ['x-forwarded-proto', 'http'],
+    ['x-forwarded-host', 'app.test'],
+  ]);
+});
+
+test('request: an absolute-form target routes by its authority, which replaces Host; other forms are refused', () => {
+  const f = forwardRequest(['Host', 'other.test', 'Accept', '*/*'], '1.1.1.1', false, 'http://App.test:8080/p?q=1');
+  assert.equal(f.host, 'App.test:8080');
+  assert.equal(f.path, '/p?q=1');
+  assert.deepEqual(pairs(f.headers).filter(([n]) => /host/i.test(n)), [['Host', 'App.test:8080'], ['x-forwarded-host', 'App.test:8080']]);
+  assert.equal(forwardRequest(['Host', 'a'], '1.1.1.1', false, 'http://b.test').path, '/');
+  assert.equal(forwardRequest(['Host', 'a'], '1.1.1.1', false, '/x').path, '/x');
+  for (const bad of ['ftp://a.test/x', 'a.test:80', 'http://user@a.test/', 'http:///x']) {
+    assert.match(forwardRequest(['Host', 'a'], '1.1.1.1', false, bad).problem ?? '', /request target/, bad);
+  }
 });

@@ -1,13 +1,17 @@
 // Header rewriting for the proxy: drop hop-by-hop headers, add X-Forwarded-*, in one pass over the raw header list.
 
-/** What one pass over a client request's raw headers yields. */
+/** What one pass over a client request's raw headers (and its request target) yields. */
 export interface ForwardedRequest {
-  /** the first Host header, as sent ('' if none) */
+  /** where the request goes: the authority of an absolute-form target, else the first Host header ('' if none) */
   host: string;
+  /** the request target to send upstream, always origin-form (`/path?query`, or `*`) */
+  path: string;
   /** flat [name, value, name, value, …] to send upstream, original case and order */
   headers: string[];
   /** the request carries a body (non-zero Content-Length, or any Transfer-Encoding) */
   hasBody: boolean;
+  /** set when the request must be refused with 400: the reason, for the client */
+  problem: string | null;
 }
 
 // Classes of header names the proxy acts on; anything else passes through untouched.
@@ -77,14 +81,26 @@ function dropNamed(headers: string[], names: Set<string>): string[] {
   return out;
 }
 
+/** Splits an absolute-form request target (RFC 9112 §3.2.2) into its authority and origin-form path; null if not http(s). */
+function absoluteTarget(target: string): { authority: string; path: string } | null {
+  const m = /^(https?):\/\/([^/?#]*)([^#]*)/i.exec(target);
+  if (m === null || m[2] === '' || m[2].includes('@')) return null;
+  const rest = m[3];
+  return { authority: m[2], path: rest === '' ? '/' : rest.startsWith('/') ? rest : `/${rest}` };
+}
+
 /**
- * Rewrites a client request's raw headers for the upstream. Host is kept (apps build URLs from it);
- * X-Forwarded-For gets the client address appended; X-Forwarded-Proto and -Host are set by the router, never trusted
- * from the client. For a WebSocket upgrade (`upgrade` true) Connection and Upgrade are kept: they are the handshake.
+ * Rewrites a client request's raw headers for the upstream. Host is kept (apps build URLs from it) and can never be
+ * removed by the client; X-Forwarded-For gets the client address appended; X-Forwarded-Proto and -Host are set by the
+ * router after the client's Connection tokens have been applied, so a client can neither forge nor strip them.
+ * An absolute-form target routes by its authority, which also becomes the Host sent upstream (RFC 9112 §3.2.2).
+ * For a WebSocket upgrade (`upgrade` true) Connection and Upgrade are kept: they are the handshake.
  */
-export function forwardRequest(raw: string[], clientAddress: string, upgrade: boolean): ForwardedRequest {
+export function forwardRequest(raw: string[], clientAddress: string, upgrade: boolean, target = '/'): ForwardedRequest {
   const headers: string[] = [];
+  let hostName = 'Host';
   let host = '';
+  let hosts = 0;
   let hasBody = false;
   let xff = '';
   let extra: Set<string> | null = null;
@@ -96,10 +112,9 @@ export function forwardRequest(raw: string[], clientAddress: string, upgrade: bo
         headers.push(name, value);
         break;
       case HOST:
-        // Only the first: two Host headers are ambiguous, and undici refuses them.
-        if (host === '') {
+        if (hosts++ === 0) {
+          hostName = name;
           host = value;
-          headers.push(name, value);
         }
         break;
       case CONNECTION:
@@ -125,10 +140,23 @@ export function forwardRequest(raw: string[], clientAddress: string, upgrade: bo
         break;
     }
   }
-  headers.push('x-forwarded-for', xff === '' ? clientAddress : `${xff}, ${clientAddress}`);
-  headers.push('x-forwarded-proto', 'http');
-  if (host !== '') headers.push('x-forwarded-host', host);
-  return { host, headers: extra === null ? headers : dropNamed(headers, extra), hasBody };
+  let path = target;
+  let problem: string | null = null;
+  if (hosts > 1) problem = 'The request has more than one Host header.\n';
+  if (!target.startsWith('/') && target !== '*') {
+    const absolute = absoluteTarget(target);
+    if (absolute === null) problem ??= 'The request target must be a path or an absolute http:// URL.\n';
+    else {
+      host = absolute.authority;
+      path = absolute.path;
+    }
+  }
+  const kept = extra === null ? headers : dropNamed(headers, extra);
+  const out = host === '' ? kept : [hostName, host, ...kept];
+  out.push('x-forwarded-for', xff === '' ? clientAddress : `${xff}, ${clientAddress}`);
+  out.push('x-forwarded-proto', 'http');
+  if (host !== '') out.push('x-forwarded-host', host);
+  return { host, path, headers: out, hasBody, problem };
 }
 
 function isHopByHopResponseName(name: string): boolean {

@@ -1,7 +1,7 @@
 // Unit tests of the route table: host normalisation, exact and one-level wildcard lookup, table ordering.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { normalizeHost, RouteTable } from './route-table.ts';
+import { DEFAULT_TIMEOUTS, normalizeHost, RouteTable } from './route-table.ts';
 import type { RouteTableUpdate } from '../core/messages.ts';
 
 const update = (over: Partial<RouteTableUpdate> = {}): RouteTableUpdate => ({
@@ -35,7 +35,7 @@ test('exact names win; wildcards match exactly one level', () => {
   assert.equal(t.lookup('apps.example.com'), undefined, 'the wildcard does not match its own suffix');
   assert.equal(t.lookup('other.example.com'), undefined);
   assert.equal(t.lookup('empty.example.com')?.upstreams.length, 0, 'table hosts are normalised too');
-  assert.deepEqual(t.lookup('ghost.example.com'), { key: 'w/p/none', upstreams: [] }, 'a host of an undescribed service is known, with nothing running');
+  assert.deepEqual(t.lookup('ghost.example.com'), { key: 'w/p/none', upstreams: [], timeouts: DEFAULT_TIMEOUTS }, 'a host of an undescribed service is known, with nothing running');
   assert.deepEqual([...t.upstreams.keys()].sort(), ['i1', 'i2']);
 });
 

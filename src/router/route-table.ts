@@ -1,11 +1,28 @@
 // The route table: Host header → service and its upstreams, built once from a RouteTableUpdate and never mutated.
 import { invalid } from '../core/errors.ts';
-import type { RouteTableUpdate, Upstream } from '../core/messages.ts';
+import type { RouteTableUpdate, RouteTimeouts, Upstream } from '../core/messages.ts';
 
 /** What a hostname resolves to. `upstreams` empty: the service is known but nothing runs, so the router answers 503. */
 export interface RouteTarget {
   readonly key: string;
   readonly upstreams: readonly Upstream[];
+  readonly timeouts: Readonly<RouteTimeouts>;
+}
+
+/** A service's timeouts when its manifest sets none: connect 5 s, response headers 60 s, idle body 300 s. */
+export const DEFAULT_TIMEOUTS: Readonly<RouteTimeouts> = Object.freeze({ connectMs: 5_000, headerMs: 60_000, idleMs: 300_000 });
+
+function serviceTimeouts(key: string, given: unknown): Readonly<RouteTimeouts> {
+  if (given === undefined || given === null) return DEFAULT_TIMEOUTS;
+  const t = given as Partial<Record<keyof RouteTimeouts, unknown>>;
+  const out = { ...DEFAULT_TIMEOUTS };
+  for (const name of ['connectMs', 'headerMs', 'idleMs'] as const) {
+    const v = t[name];
+    if (v === undefined) continue;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0 || v > 86_400_000) throw invalid(`route table service ${key} has a malformed timeouts.${name}`);
+    out[name] = v;
+  }
+  return Object.freeze(out);
 }
 
 /**
@@ -71,7 +88,7 @@ export class RouteTable {
         list.push(upstream);
         upstreams.set(upstream.instanceId, upstream);
       }
-      targets.set(key, Object.freeze({ key, upstreams: Object.freeze(list) }));
+      targets.set(key, Object.freeze({ key, upstreams: Object.freeze(list), timeouts: serviceTimeouts(key, service.timeouts) }));
     }
 
     this.exact = new Map();
@@ -79,7 +96,7 @@ export class RouteTable {
     for (const [rawHost, key] of Object.entries(update.hosts)) {
       if (typeof key !== 'string') throw invalid(`route table host ${rawHost} must map to a service key`);
       // A host naming a service the table does not describe is still a deployed name: answer 503, not 404.
-      const target = targets.get(key) ?? Object.freeze({ key, upstreams: Object.freeze([]) });
+      const target = targets.get(key) ?? Object.freeze({ key, upstreams: Object.freeze([]), timeouts: DEFAULT_TIMEOUTS });
       const host = normalizeHost(rawHost);
       if (host.startsWith('*.')) this.wildcard.set(host.slice(2), target);
       else this.exact.set(host, target);

@@ -15,6 +15,7 @@ import {
   type Upstream,
 } from '../core/messages.ts';
 import { forwardRequest } from './headers.ts';
+import { resolveLimits, type RouterLimits } from './limits.ts';
 import { displayHost, HttpExchange, sendPlain, type ProxyHost } from './proxy.ts';
 import { readRouteFile, writeRouteFile } from './route-file.ts';
 import { normalizeHost, RouteTable, type RouteTarget } from './route-table.ts';
@@ -31,6 +32,8 @@ export interface RouterOptions {
   port: number;
   /** default 0.0.0.0 */
   host?: string;
+  /** defaults: see limits.ts; maxConnections is derived from the process's descriptor limit */
+  limits?: Partial<RouterLimits>;
 }
 
 /** How long stop() lets requests in progress finish before cutting their connections. */
@@ -58,6 +61,11 @@ export class Router implements ProxyHost {
   /** upstreams that left the table while requests to them were still in flight */
   private readonly draining = new Set<UpstreamState>();
   private readonly tunnels = new Set<Tunnel>();
+  readonly limits: RouterLimits;
+  /** requests in flight upstream per client address */
+  private readonly clientInflight = new Map<string, number>();
+  /** connections closed at once because the listener was full */
+  private dropped = 0;
   private readonly subscriptions: Subscription[] = [];
   private fetchTimer: NodeJS.Timeout | null = null;
   private stopping = false;
@@ -67,6 +75,12 @@ export class Router implements ProxyHost {
   constructor(opts: RouterOptions) {
     this.opts = opts;
     this.routeFile = join(opts.dataDir, 'routes.json');
+    this.limits = resolveLimits(opts.limits);
+  }
+
+  /** Connections refused since start because the listener had `maxConnections` open. */
+  get droppedConnections(): number {
+    return this.dropped;
   }
 
   get upstreamStates(): ReadonlyMap<string, UpstreamState> {
@@ -88,17 +102,23 @@ export class Router implements ProxyHost {
     const saved = await readRouteFile(this.routeFile);
     if (saved !== null) this.offer(saved, false);
 
+    const limits = this.limits;
     const server = createServer(
       {
-        // Uploads and long responses may take longer than Node's default 5-minute request limit; header slowloris is
-        // still bounded by headersTimeout.
+        // Uploads may take longer than any fixed request limit: bodies are bounded by rate instead (request-body.ts).
+        // Headers, including a connection's first bytes, are bounded by headersTimeout (408, then closed).
         requestTimeout: 0,
-        headersTimeout: 60_000,
-        keepAliveTimeout: 5_000,
+        headersTimeout: limits.headersTimeoutMs,
+        keepAliveTimeout: limits.keepAliveTimeoutMs,
+        // Node checks those timeouts on this interval (default 30 s); often enough that they hold close to their value.
+        connectionsCheckingInterval: Math.max(250, Math.min(2_000, Math.floor(limits.headersTimeoutMs / 4))),
         noDelay: true,
       },
       (req, res) => this.onRequest(req, res),
     );
+    // Beyond this, Node closes new connections at once: descriptors stay for the API, health checks and upstreams.
+    server.maxConnections = limits.maxConnections;
+    server.on('drop', () => this.dropped++);
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -161,10 +181,23 @@ export class Router implements ProxyHost {
     return this.table.lookup(host);
   }
 
-  upstreamState(u: Upstream): UpstreamState {
+  admitClient(address: string): boolean {
+    const n = this.clientInflight.get(address) ?? 0;
+    if (n >= this.limits.maxInflightPerClient) return false;
+    this.clientInflight.set(address, n + 1);
+    return true;
+  }
+
+  leaveClient(address: string): void {
+    const n = (this.clientInflight.get(address) ?? 1) - 1;
+    if (n <= 0) this.clientInflight.delete(address);
+    else this.clientInflight.set(address, n);
+  }
+
+  upstreamState(u: Upstream, connectMs: number): UpstreamState {
     let s = this.live.get(u.instanceId);
     if (s === undefined) {
-      s = new UpstreamState(u);
+      s = new UpstreamState(u, connectMs);
       this.live.set(u.instanceId, s);
     }
     return s;
@@ -208,7 +241,11 @@ export class Router implements ProxyHost {
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     const startedAt = performance.now();
-    const forwarded = forwardRequest(req.rawHeaders, req.socket.remoteAddress ?? '', false);
+    const forwarded = forwardRequest(req.rawHeaders, req.socket.remoteAddress ?? '', false, req.url ?? '/');
+    if (forwarded.problem !== null) {
+      sendPlain(res, 400, forwarded.problem, true);
+      return;
+    }
     const hostName = normalizeHost(forwarded.host);
     const routed = this.route(hostName, startedAt);
     if ('status' in routed) {
@@ -226,7 +263,11 @@ export class Router implements ProxyHost {
       socket.destroy();
       return;
     }
-    const forwarded = forwardRequest(req.rawHeaders, req.socket.remoteAddress ?? '', true);
+    const forwarded = forwardRequest(req.rawHeaders, req.socket.remoteAddress ?? '', true, req.url ?? '/');
+    if (forwarded.problem !== null) {
+      rejectUpgrade(socket, 400, 'Bad Request', forwarded.problem);
+      return;
+    }
     const hostName = normalizeHost(forwarded.host);
     const routed = this.route(hostName, startedAt);
     if ('status' in routed) {

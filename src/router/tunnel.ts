@@ -52,7 +52,7 @@ export class Tunnel {
     /** called once, when both sides are gone */
     private readonly onEnd: (t: Tunnel) => void,
   ) {
-    let text = `${req.method} ${req.url} HTTP/1.1\r\n`;
+    let text = `${req.method} ${forwarded.path} HTTP/1.1\r\n`;
     const h = forwarded.headers;
     for (let i = 0; i < h.length; i += 2) text += `${h[i]}: ${h[i + 1]}\r\n`;
     this.handshake = Buffer.from(`${text}\r\n`, 'latin1');
@@ -85,7 +85,7 @@ export class Tunnel {
     const u = pickUpstream(this.target.upstreams, this.host.upstreamStates, this.startedAt, this.tried, null);
     this.tried = u.instanceId;
     this.attempts++;
-    const state = this.host.upstreamState(u);
+    const state = this.host.upstreamState(u, this.target.timeouts.connectMs);
     state.inflight++;
     this.state = state;
     const up = connect({ host: u.host, port: u.port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 });

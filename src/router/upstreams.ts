@@ -12,10 +12,9 @@ const POOL_OPTIONS: Pool.Options = {
   // Keep-alive sockets live shorter than most servers' own idle timeout (Node: 5 s), so the router rarely reuses one
   // the upstream is about to close; undici also honours a Keep-Alive: timeout hint from the upstream.
   keepAliveTimeout: 4_000,
-  connectTimeout: 5_000,
-  headersTimeout: 300_000,
-  // Streams (server-sent events, long polls) may idle for long; the client's own connection bounds them.
-  bodyTimeout: 0,
+  // Per request, from the service's `timeouts:`; these only back them up.
+  headersTimeout: 60_000,
+  bodyTimeout: 300_000,
 };
 
 export class UpstreamState {
@@ -24,13 +23,16 @@ export class UpstreamState {
   readonly port: number;
   /** requests in flight plus open websockets, for draining an instance before it is stopped */
   inflight = 0;
+  /** the service's connect timeout, fixed for the pool's life (a changed manifest means new instances) */
+  readonly connectMs: number;
   /** performance.now() until which this upstream is avoided */
   avoidUntil = 0;
   /** no longer in the route table: the pool is closing, the state lingers only while requests finish */
   retired = false;
   private pool: Pool | null = null;
 
-  constructor(u: Upstream) {
+  constructor(u: Upstream, connectMs: number) {
+    this.connectMs = connectMs;
     this.instanceId = u.instanceId;
     this.host = u.host;
     this.port = u.port;
@@ -44,7 +46,7 @@ export class UpstreamState {
   dispatcher(): Pool {
     if (this.pool === null) {
       const host = this.host.includes(':') && !this.host.startsWith('[') ? `[${this.host}]` : this.host;
-      this.pool = new Pool(`http://${host}:${this.port}`, POOL_OPTIONS);
+      this.pool = new Pool(`http://${host}:${this.port}`, { ...POOL_OPTIONS, connectTimeout: this.connectMs });
     }
     return this.pool;
   }
