@@ -1,16 +1,15 @@
-// WebSocket (any HTTP Upgrade): replay the handshake to an upstream over raw TCP, then pipe bytes both ways.
+// WebSocket (any HTTP Upgrade): send the handshake to an upstream; on 101 pipe bytes both ways, else relay the answer.
 import { connect, type Socket } from 'node:net';
-import type { IncomingMessage } from 'node:http';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { ForwardedRequest } from './headers.ts';
+import { forwardResponseHeaders, type ForwardedRequest } from './headers.ts';
 import type { ProxyHost } from './proxy.ts';
-import { displayHost } from './proxy.ts';
+import { displayHost, displayService } from './proxy.ts';
 import type { RouteTarget } from './route-table.ts';
 import type { ServiceCounters } from './stats.ts';
 import { pickUpstream, type UpstreamState } from './upstreams.ts';
 
 const MAX_ATTEMPTS = 3;
-const CONNECT_TIMEOUT_MS = 5_000;
 /** Only these mean nothing was sent: the handshake is replayed to another instance. */
 const RETRY_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ETIMEDOUT']);
 
@@ -23,11 +22,11 @@ export function rejectUpgrade(socket: Duplex, status: number, reason: string, te
   );
 }
 
-/** Reads the status code from the first bytes of an HTTP/1.x response, or 0 if they are not one. */
-function peekStatus(chunk: Buffer): number {
-  if (chunk.length < 12 || chunk.toString('latin1', 0, 7) !== 'HTTP/1.') return 0;
-  const status = Number(chunk.toString('latin1', 9, 12));
-  return Number.isInteger(status) ? status : 0;
+/** The status line and headers of an upstream's answer, as raw text to write on the client's socket. */
+function responseHead(res: IncomingMessage, headers: string[]): string {
+  let text = `HTTP/1.1 ${res.statusCode} ${res.statusMessage ?? ''}\r\n`;
+  for (let i = 0; i < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`;
+  return `${text}\r\n`;
 }
 
 export class Tunnel {
@@ -37,7 +36,9 @@ export class Tunnel {
   private tried: string | null = null;
   private open = false;
   private closed = false;
-  private readonly handshake: Buffer;
+  /** the upstream refused the upgrade: its answer is being relayed as an ordinary response */
+  private relaying = false;
+  private readonly method: string;
 
   constructor(
     private readonly host: ProxyHost,
@@ -47,15 +48,12 @@ export class Tunnel {
     private readonly hostName: string,
     private target: RouteTarget,
     private readonly counters: ServiceCounters,
-    forwarded: ForwardedRequest,
+    private readonly forwarded: ForwardedRequest,
     private readonly startedAt: number,
     /** called once, when both sides are gone */
     private readonly onEnd: (t: Tunnel) => void,
   ) {
-    let text = `${req.method} ${forwarded.path} HTTP/1.1\r\n`;
-    const h = forwarded.headers;
-    for (let i = 0; i < h.length; i += 2) text += `${h[i]}: ${h[i + 1]}\r\n`;
-    this.handshake = Buffer.from(`${text}\r\n`, 'latin1');
+    this.method = req.method ?? 'GET';
   }
 
   begin(): void {
@@ -64,8 +62,8 @@ export class Tunnel {
     this.connectUpstream();
   }
 
-  /** Ends both sides now: used when the router stops. */
-  close(): void {
+  /** Ends both sides now (used when the router stops); `letClientFinish` lets an answer already written reach the client. */
+  close(letClientFinish = false): void {
     if (this.closed) return;
     this.closed = true;
     const up = this.upstream;
@@ -74,7 +72,7 @@ export class Tunnel {
       this.counters.bytesOut += up.bytesRead;
       up.destroy();
     }
-    this.client.destroy();
+    if (!letClientFinish) this.client.destroy();
     if (this.open) this.counters.websocketsActive--;
     if (this.state !== null) this.host.release(this.state);
     this.state = null;
@@ -91,16 +89,12 @@ export class Tunnel {
     const up = connect({ host: u.host, port: u.port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 });
     this.upstream = up;
     let connected = false;
-    const timer = setTimeout(() => up.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })), CONNECT_TIMEOUT_MS);
+    const timer = setTimeout(() => up.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })), this.target.timeouts.connectMs);
     up.once('connect', () => {
       connected = true;
       clearTimeout(timer);
       if (this.closed) return;
-      up.write(this.handshake);
-      if (this.head.length > 0) up.write(this.head);
-      up.once('data', (chunk: Buffer) => this.onFirstResponseBytes(chunk));
-      up.pipe(this.client);
-      this.client.pipe(up);
+      this.handshake(up);
     });
     up.on('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
@@ -127,19 +121,63 @@ export class Tunnel {
     });
     up.on('close', () => {
       clearTimeout(timer);
-      if (connected) this.close();
+      // While a refusal is relayed, the client's side ends the tunnel once the answer has reached it.
+      if (connected && !this.relaying) this.close();
     });
   }
 
-  private onFirstResponseBytes(chunk: Buffer): void {
-    const status = peekStatus(chunk);
-    if (status === 0) return;
-    this.counters.countStatus(status);
-    this.counters.latency.record(performance.now() - this.startedAt);
-    if (status === 101 && !this.closed) {
+  /**
+   * Sends the handshake through Node's HTTP client on the connected socket, so the answer is parsed like any response:
+   * a 101 turns into a tunnel; anything else is relayed to the client as an ordinary response and both sides close,
+   * so no raw tunnel ever stays open to a backend that refused the upgrade.
+   */
+  private handshake(up: Socket): void {
+    const req = httpRequest({ createConnection: () => up, method: this.method, path: this.forwarded.path, headers: this.forwarded.headers, setHost: false });
+    const headerMs = this.target.timeouts.headerMs;
+    const timer = setTimeout(() => {
+      if (this.closed) return;
+      this.counters.upstreamErrors++;
+      this.countAnswer(504);
+      rejectUpgrade(this.client, 504, 'Gateway Timeout', `Service ${displayService(this.target.key)} at ${displayHost(this.hostName)} did not answer the upgrade within ${headerMs / 1000} s.\n`);
+      this.close(true);
+    }, headerMs);
+    // Errors after connecting end the tunnel through the socket's own error and close handlers.
+    req.on('error', () => this.close());
+    req.on('upgrade', (res: IncomingMessage, socket: Duplex, upgradeHead: Buffer) => {
+      clearTimeout(timer);
+      if (this.closed) return socket.destroy();
+      this.countAnswer(101);
       this.open = true;
       this.counters.websocketsOpened++;
       this.counters.websocketsActive++;
-    }
+      this.client.write(responseHead(res, res.rawHeaders), 'latin1');
+      if (upgradeHead.length > 0) this.client.write(upgradeHead);
+      if (this.head.length > 0) socket.write(this.head);
+      socket.pipe(this.client);
+      this.client.pipe(socket);
+    });
+    req.on('response', (res: IncomingMessage) => {
+      clearTimeout(timer);
+      if (this.closed) return;
+      this.countAnswer(res.statusCode ?? 502);
+      this.relaying = true;
+      const headers = forwardResponseHeaders(res.rawHeaders.map((h) => Buffer.from(h, 'latin1')));
+      // The framing is the router's: the body goes as received, and the end of the connection ends it.
+      headers.push('connection', 'close');
+      this.client.write(responseHead(res, headers), 'latin1');
+      res.on('data', (chunk: Buffer) => {
+        if (!this.client.write(chunk)) {
+          res.pause();
+          this.client.once('drain', () => res.resume());
+        }
+      });
+      res.on('end', () => this.client.end(() => this.close()));
+    });
+    req.end();
+  }
+
+  private countAnswer(status: number): void {
+    this.counters.countStatus(status);
+    this.counters.latency.record(performance.now() - this.startedAt);
   }
 }
