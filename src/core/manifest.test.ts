@@ -165,7 +165,7 @@ services:
       '10:21 services.web.health.http: must be a URL path starting with "/", without spaces, e.g. /healthz (got "healthz")',
       '10:45 services.web.health.start_timeout: must be a whole number of seconds from 1 to 600 (got 0)',
       '11:19 services.web.stop_timeout: must be a whole number of seconds from 0 to 300 (got 301)',
-      '12:5 services.web.colour: unknown key; allowed here: command, instances, hostnames, health, port, env, stop_timeout',
+      '12:5 services.web.colour: unknown key; allowed here: command, instances, hostnames, health, port, env, stop_timeout, timeouts',
       '13:3 services.bad_name: is not a valid service name: lower-case letters, digits and dashes, starting with a letter, not ending with a dash, at most 40 characters',
     ]);
   });
@@ -195,6 +195,22 @@ services:
     assert.match(hasProblem('project: a\nservices:\n  web: { command: x, port: 8080 }\n', /port/).message, /must be true or false.*passes it in \$PORT/);
     assert.match(hasProblem('project: a\nservices:\n  web: node server.js\n', /services.web/).message, /must be a map with at least a command/);
     assert.match(hasProblem('project: a\nservices:\n  web: { instances: 1 }\n', /command/).message, /services.web: needs a command/);
+  });
+
+  it('reads per-service router timeouts in seconds, defaulting the keys left out, with line and column errors', () => {
+    const m = parseManifest('project: a\nservices:\n  web: { command: x, timeouts: { header: 5 } }\n  api: { command: y }\n');
+    assert.deepEqual(m.services.web.timeouts, { connect: 5, header: 5, idle: 300 });
+    assert.equal(m.services.api.timeouts, undefined, 'absent: the router uses its defaults');
+    assert.deepEqual(
+      problems('project: a\nservices:\n  web:\n    command: x\n    timeouts: { connect: 0, header: 2h, idle: 86401, read: 3 }\n'),
+      [
+        '5:26 services.web.timeouts.connect: must be a whole number of seconds from 1 to 60 (got 0)',
+        '5:37 services.web.timeouts.header: must be a whole number of seconds from 1 to 3600 (got "2h")',
+        '5:47 services.web.timeouts.idle: must be a whole number of seconds from 1 to 86400 (got 86401)',
+        '5:54 services.web.timeouts.read: unknown key; allowed here: connect, header, idle',
+      ],
+    );
+    assert.match(hasProblem('project: a\nservices:\n  web: { command: x, timeouts: 30 }\n', /timeouts/).message, /must be a map of seconds/);
   });
 
   it('refuses port: false together with hostnames or health', () => {

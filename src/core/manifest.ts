@@ -2,17 +2,21 @@
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node, type Pair, type YAMLMap } from 'yaml';
 import { EnjinError, type ErrorDetail } from './errors.ts';
 import { NAME_PATTERN, NAME_RULE } from './ids.ts';
-import type { HealthSpec, Manifest, ServiceSpec } from './model.ts';
+import type { HealthSpec, Manifest, ServiceSpec, ServiceTimeouts } from './model.ts';
 
 export const MANIFEST_FILE = 'enjin.yaml';
 
 export const INSTANCES_MAX = 100;
 export const START_TIMEOUT_DEFAULT = 60;
 export const STOP_TIMEOUT_DEFAULT = 10;
+/** Seconds the router waits on a service's instances: to connect, for response headers, between body chunks. */
+export const SERVICE_TIMEOUTS_DEFAULT: ServiceTimeouts = { connect: 5, header: 60, idle: 300 };
+const SERVICE_TIMEOUTS_MAX: ServiceTimeouts = { connect: 60, header: 3600, idle: 86400 };
 
 const TOP_KEYS = ['project', 'prepare', 'env', 'services'] as const;
-const SERVICE_KEYS = ['command', 'instances', 'hostnames', 'health', 'port', 'env', 'stop_timeout'] as const;
+const SERVICE_KEYS = ['command', 'instances', 'hostnames', 'health', 'port', 'env', 'stop_timeout', 'timeouts'] as const;
 const HEALTH_KEYS = ['http', 'start_timeout'] as const;
+const TIMEOUT_KEYS = ['connect', 'header', 'idle'] as const;
 
 /** Words people reach for from other platforms, mapped to ours, for "did you mean". */
 const SYNONYMS: Record<string, string> = {
@@ -375,6 +379,9 @@ class Validator {
     const stopEntry = byKey.get('stop_timeout');
     const stopTimeout = stopEntry ? this.integer(stopEntry, `${base}.stop_timeout`, 0, 300, ' of seconds') ?? STOP_TIMEOUT_DEFAULT : STOP_TIMEOUT_DEFAULT;
 
+    const timeoutsEntry = byKey.get('timeouts');
+    const timeouts = timeoutsEntry ? this.timeouts(timeoutsEntry, `${base}.timeouts`) : null;
+
     if (port === false && portEntry) {
       const needs: string[] = [];
       if (hostnamesEntry && hostnames.length) needs.push(`hostnames (line ${this.lineOf(hostnamesEntry.keyNode)})`);
@@ -386,7 +393,25 @@ class Validator {
     const listens = port ?? (hostnames.length > 0 || health !== null || e.key === 'web');
 
     // Returned even with problems recorded: parseManifest throws if there are any.
-    return { name: e.key, command, instances, listens, hostnames, health, env, stopTimeout };
+    const spec: ServiceSpec = { name: e.key, command, instances, listens, hostnames, health, env, stopTimeout };
+    if (timeouts !== null) spec.timeouts = timeouts;
+    return spec;
+  }
+
+  /** `timeouts: { connect, header, idle }` in seconds; keys left out keep their defaults. */
+  private timeouts(e: Entry, path: string): ServiceTimeouts | null {
+    const v = e.value;
+    if (isScalar(v) && v.value === null) return null;
+    if (!isMap(v)) {
+      this.problem(v, e.anchor, path, `must be a map of seconds, e.g. { connect: 5, header: 60, idle: 300 } (got ${describe(v)})`);
+      return null;
+    }
+    const out = { ...SERVICE_TIMEOUTS_DEFAULT };
+    for (const entry of this.entries(v, path, TIMEOUT_KEYS)) {
+      const key = entry.key as keyof ServiceTimeouts;
+      out[key] = this.integer(entry, `${path}.${key}`, 1, SERVICE_TIMEOUTS_MAX[key], ' of seconds') ?? SERVICE_TIMEOUTS_DEFAULT[key];
+    }
+    return out;
   }
 
   private lineOf(node: Node | null): number {

@@ -16,6 +16,15 @@ export interface ServiceSpec {
   env: Record<string, string>;
   /** seconds between SIGTERM and SIGKILL when stopping */
   stopTimeout: number;
+  /** how long the router waits on the service's instances; absent: the router's defaults (5 / 60 / 300 s) */
+  timeouts?: ServiceTimeouts;
+}
+
+/** Seconds: to connect to an instance, for its response headers, and between two chunks of its response body. */
+export interface ServiceTimeouts {
+  connect: number;
+  header: number;
+  idle: number;
 }
 
 export interface HealthSpec {

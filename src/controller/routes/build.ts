@@ -35,7 +35,9 @@ export function buildRouteTable(input: RouteInput): { hosts: Record<string, stri
         .filter((i) => i.service === name && i.versionId === version.id && i.desired === 'running' && i.current?.state === 'running' && i.current.port && i.current.host)
         .map((i) => ({ instanceId: i.id, host: i.current!.host!, port: i.current!.port! }))
         .sort((a, b) => (a.instanceId < b.instanceId ? -1 : 1));
-      services[key] = { key, upstreams };
+      services[key] = spec.timeouts
+        ? { key, upstreams, timeouts: { connectMs: spec.timeouts.connect * 1000, headerMs: spec.timeouts.header * 1000, idleMs: spec.timeouts.idle * 1000 } }
+        : { key, upstreams };
       for (const h of [...spec.hostnames, generatedHostname(name, project.name, ws, input.domain)]) hosts[h.toLowerCase()] = key;
     }
   }
