@@ -95,7 +95,11 @@ program
   .option('--domain <domain>', 'domain of generated hostnames SERVICE.PROJECT.DOMAIN', 'localhost')
   .option('--database-url <url>', 'use a PostgreSQL server instead of the embedded store')
   .addOption(new Option('--port-range <from-to>', 'ports given to instances').default('20000-29999'))
+  .addOption(new Option('--router-max-connections <n>', 'client connections the router accepts (default: from the descriptor limit)').argParser(toCount))
   .action(async (o) => {
+    // First, so that every role started from here (and every child: router, instances) has the raised limit.
+    const { raiseNofileLimit } = await import('../process/fd-limit.ts');
+    process.stderr.write(`${raiseNofileLimit().message}\n`);
     const { up } = await import('./up.ts');
     const dataDir = resolve(globals().data ?? process.env.ENJIN_DATA ?? '.enjin');
     const [from, to] = String(o.portRange).split('-').map(Number);
@@ -106,12 +110,12 @@ program
     }
     const running = await up({
       dataDir, apiHost: o.apiHost, apiPort: o.apiPort, routerHost: o.routerHost, routerPort: o.routerPort, domain: o.domain,
-      databaseUrl: o.databaseUrl ?? process.env.ENJIN_DATABASE_URL, portRange: [from, to],
+      databaseUrl: o.databaseUrl ?? process.env.ENJIN_DATABASE_URL, portRange: [from, to], routerMaxConnections: o.routerMaxConnections,
     });
-    print({ api: running.apiUrl, router: `http://${o.routerHost}:${running.routerPort}`, data: dataDir, credentials: running.credentialsFile }, () => [
+    print({ api: running.apiUrl, router: `http://${o.routerHost}:${running.routerPort}`, routerMaxConnections: running.routerMaxConnections, data: dataDir, credentials: running.credentialsFile }, () => [
       `enjin is up`,
       `  API          ${running.apiUrl}  (token in ${running.credentialsFile})`,
-      `  router       http://${o.routerHost === '0.0.0.0' ? '127.0.0.1' : o.routerHost}:${running.routerPort}  (apps at http://SERVICE.PROJECT.${o.domain}:${running.routerPort})`,
+      `  router       http://${o.routerHost === '0.0.0.0' ? '127.0.0.1' : o.routerHost}:${running.routerPort}  (apps at http://SERVICE.PROJECT.${o.domain}:${running.routerPort}; at most ${running.routerMaxConnections} connections)`,
       `  data         ${dataDir}`,
       `deploy a directory with: enjin deploy DIR   (Ctrl-C stops everything)`,
     ].join('\n'));

@@ -9,6 +9,7 @@ import { buildApi } from '../controller/api/server.ts';
 import { Agent } from '../agent/agent.ts';
 import { Router } from '../router/router.ts';
 import { openStore } from '../store/open.ts';
+import { readNofileLimit } from '../process/fd-limit.ts';
 import { EnjinError } from '../core/errors.ts';
 
 export interface UpOptions {
@@ -20,11 +21,15 @@ export interface UpOptions {
   domain: string;
   databaseUrl?: string;
   portRange: [number, number];
+  /** default: derived by the router from its descriptor limit */
+  routerMaxConnections?: number;
 }
 
 export interface RunningEnjin {
   apiUrl: string;
   routerPort: number;
+  /** client connections the router accepts */
+  routerMaxConnections: number;
   token: string;
   credentialsFile: string;
   stop(): Promise<void>;
@@ -50,6 +55,8 @@ export async function up(opts: UpOptions): Promise<RunningEnjin> {
       throw portInUse(err, 'API', opts.apiPort, '--api-port');
     }
     started.push(() => api.close());
+    // Its own cap, well inside the descriptors the router leaves free, so the API still answers when the router is full.
+    api.server.maxConnections = apiMaxConnections(readNofileLimit().soft);
     const address = api.server.address();
     const apiPort = typeof address === 'object' && address ? address.port : opts.apiPort;
     const reachableHost = opts.apiHost === '0.0.0.0' || opts.apiHost === '::' ? '127.0.0.1' : opts.apiHost;
@@ -63,7 +70,10 @@ export async function up(opts: UpOptions): Promise<RunningEnjin> {
     await agent.start();
     started.push(() => agent.stop({ stopInstances: true }));
 
-    const router = new Router({ routerId: 'local', bus, dataDir: join(dataDir, 'router'), port: opts.routerPort, host: opts.routerHost });
+    const router = new Router({
+      routerId: 'local', bus, dataDir: join(dataDir, 'router'), port: opts.routerPort, host: opts.routerHost,
+      limits: { maxConnections: opts.routerMaxConnections },
+    });
     try {
       await router.start();
     } catch (err) {
@@ -72,11 +82,16 @@ export async function up(opts: UpOptions): Promise<RunningEnjin> {
     started.push(() => router.stop());
     controller.ready = true;
 
-    return { apiUrl: controller.apiUrl, routerPort: router.port, token, credentialsFile, stop: stopAll };
+    return { apiUrl: controller.apiUrl, routerPort: router.port, routerMaxConnections: router.limits.maxConnections, token, credentialsFile, stop: stopAll };
   } catch (err) {
     await stopAll();
     throw err;
   }
+}
+
+/** An admin API needs few connections: a twentieth of the descriptors, between 16 and 512. */
+function apiMaxConnections(softLimit: number): number {
+  return Math.max(16, Math.min(512, Math.floor(softLimit / 20)));
 }
 
 /** Keeps the admin token across restarts: a token in credentials.json that the store still knows is reused. */

@@ -32,14 +32,15 @@ export interface RaiseResult {
 }
 
 /**
- * Raises this process's soft descriptor limit to its hard limit, which needs no privilege. Node has no setrlimit, so
- * this runs util-linux's `prlimit` on our own pid; children started afterwards (the router, instances) inherit it.
+ * Raises this process's soft descriptor limit to its hard limit, which needs no privilege. Node itself tries the same
+ * at startup (node.cc, PlatformInit), so this mostly confirms and reports the limit; where that fell short it runs
+ * util-linux's `prlimit` on our own pid (Node has no setrlimit). Children started afterwards inherit the limit.
  * Never throws: a process that cannot raise its limit still runs, with caps derived from the limit it has.
  */
 export function raiseNofileLimit(): RaiseResult {
   const before = readNofileLimit();
   if (before.soft >= before.hard) {
-    return { before, after: before, message: `file descriptors: limit ${before.soft} (already at the hard limit)` };
+    return { before, after: before, message: `file descriptors: limit ${before.soft} (the hard limit)` };
   }
   const hard = before.hard === Number.MAX_SAFE_INTEGER ? 'unlimited' : String(before.hard);
   try {

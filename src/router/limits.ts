@@ -4,7 +4,7 @@ import { readNofileLimit } from '../process/fd-limit.ts';
 export interface RouterLimits {
   /** client connections on the listener; beyond it new connections are closed at once */
   maxConnections: number;
-  /** time from a connection's first byte (or its previous request) to a complete request head; then 408 */
+  /** time from connecting (or from a request's first byte) to a complete request head; then 408 or closed */
   headersTimeoutMs: number;
   /** an idle keep-alive connection is closed after this */
   keepAliveTimeoutMs: number;

@@ -1,5 +1,6 @@
 // The router: one per node, an HTTP/1.1 + WebSocket reverse proxy by Host, fed route tables over the bus.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -64,6 +65,8 @@ export class Router implements ProxyHost {
   readonly limits: RouterLimits;
   /** requests in flight upstream per client address */
   private readonly clientInflight = new Map<string, number>();
+  /** connections that have not yet sent a request: they are under the first-request timeout */
+  private readonly awaitingFirstRequest = new WeakSet<Socket>();
   /** connections closed at once because the listener was full */
   private dropped = 0;
   private readonly subscriptions: Subscription[] = [];
@@ -119,6 +122,12 @@ export class Router implements ProxyHost {
     // Beyond this, Node closes new connections at once: descriptors stay for the API, health checks and upstreams.
     server.maxConnections = limits.maxConnections;
     server.on('drop', () => this.dropped++);
+    // Node's header timeout starts with a request's first byte: a connection that never sends one would stay forever.
+    // Until its first request, a connection gets the header timeout as an inactivity timeout (Node then closes it).
+    server.on('connection', (socket: Socket) => {
+      socket.setTimeout(limits.headersTimeoutMs);
+      this.awaitingFirstRequest.add(socket);
+    });
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -239,8 +248,14 @@ export class Router implements ProxyHost {
     return { target, counters };
   }
 
+  /** A request began: the connection leaves the first-request timeout (keep-alive and body limits apply from now). */
+  private firstRequest(socket: Socket): void {
+    if (this.awaitingFirstRequest.delete(socket)) socket.setTimeout(0);
+  }
+
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     const startedAt = performance.now();
+    this.firstRequest(req.socket);
     const forwarded = forwardRequest(req.rawHeaders, req.socket.remoteAddress ?? '', false, req.url ?? '/');
     if (forwarded.problem !== null) {
       sendPlain(res, 400, forwarded.problem, true);
@@ -257,6 +272,7 @@ export class Router implements ProxyHost {
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const startedAt = performance.now();
+    this.firstRequest(req.socket);
     // Until the tunnel takes over, a client error must not crash the process.
     socket.on('error', () => socket.destroy());
     if (this.stopping) {

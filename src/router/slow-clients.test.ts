@@ -49,3 +49,83 @@ test('slow request bodies neither hold upstream connections nor starve other cli
   const ok = await rawExchange(router.port, 'POST / HTTP/1.1\r\nHost: slow.test\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello');
   assert.equal(ok.status, 200);
 });
+
+test('slowloris: 4,000 connections dripping their headers are closed with 408 while others are served', { timeout: 180_000 }, async (t) => {
+  const u = await upstream(t, (req, res) => {
+    req.resume();
+    res.end('ok');
+  });
+  const router = await startRouter(t, table(1, { 'a.test': 's' }, { s: [up('i', u.port)] }), { headersTimeoutMs: 3_000 });
+  const sockets: Socket[] = [];
+  t.after(() => sockets.forEach((s) => s.destroy()));
+  let closed = 0;
+  let answered408 = 0;
+  for (let i = 0; i < 4_000; i++) {
+    const s = await rawConnect(router.port);
+    s.on('error', () => {});
+    s.on('data', (c: Buffer) => {
+      if (c.toString('latin1').startsWith('HTTP/1.1 408')) answered408++;
+    });
+    s.on('close', () => closed++);
+    s.write('GET / HTTP/1.1\r\nHost: a.test\r\nX-Slow: ');
+    sockets.push(s);
+  }
+  const drip = setInterval(() => {
+    for (const s of sockets) if (!s.destroyed) s.write('a');
+  }, 1_000);
+  t.after(() => clearInterval(drip));
+  for (let i = 0; i < 10; i++) {
+    const r = await get(router.port, 'a.test', { localAddress: '127.0.0.2', timeoutMs: 20_000 });
+    assert.equal(r.status, 200);
+  }
+  await waitFor(() => closed === sockets.length, 'every dripping connection to be closed', 120_000);
+  assert.ok(answered408 > 0, 'they are told 408');
+});
+
+test('idle connections are closed: before any request, and between keep-alive requests', async (t) => {
+  const u = await upstream(t, (req, res) => {
+    req.resume();
+    res.end('ok');
+  });
+  const router = await startRouter(t, table(1, { 'a.test': 's' }, { s: [up('i', u.port)] }), { headersTimeoutMs: 1_000, keepAliveTimeoutMs: 1_000 });
+  const silent = await rawExchange(router.port, '', { limitMs: 30_000 });
+  assert.ok(silent.closed, 'a connection that never says anything is closed');
+  const kept = await rawExchange(router.port, 'GET / HTTP/1.1\r\nHost: a.test\r\n\r\n', { limitMs: 30_000 });
+  assert.equal(kept.status, 200);
+  assert.ok(kept.closed, 'an idle keep-alive connection is closed');
+});
+
+test('the listener takes at most maxConnections; one client address at most maxInflightPerClient requests upstream', async (t) => {
+  const held: (() => void)[] = [];
+  const u = await upstream(t, (req, res) => {
+    req.resume();
+    if (req.url === '/hold') held.push(() => res.end('held'));
+    else res.end('ok');
+  });
+  t.after(() => held.forEach((f) => f()));
+  const router = await startRouter(t, table(1, { 'a.test': 's' }, { s: [up('i', u.port)] }), { maxConnections: 20, maxInflightPerClient: 2 });
+
+  const holding = [get(router.port, 'a.test', { path: '/hold' }), get(router.port, 'a.test', { path: '/hold' })];
+  await waitFor(() => held.length === 2, 'two held requests');
+  const third = await get(router.port, 'a.test');
+  assert.equal(third.status, 429, 'a third request from the same address waits its turn');
+  assert.match(third.body, /Too many requests from your address/);
+  assert.equal((await get(router.port, 'a.test', { localAddress: '127.0.0.2' })).status, 200, 'another address is served');
+  held.splice(0).forEach((f) => f());
+  for (const r of await Promise.all(holding)) assert.equal(r.status, 200);
+  assert.equal((await get(router.port, 'a.test')).status, 200, 'the address may send again once they finished');
+
+  const idle: Socket[] = [];
+  t.after(() => idle.forEach((s) => s.destroy()));
+  let closed = 0;
+  for (let i = 0; i < 30; i++) {
+    const s = await rawConnect(router.port);
+    s.on('error', () => {});
+    s.on('close', () => closed++);
+    idle.push(s);
+  }
+  await waitFor(() => router.droppedConnections === 10 && closed === 10, 'the 10 connections beyond the cap to be closed');
+  await assert.rejects(get(router.port, 'a.test', { localAddress: '127.0.0.2' }), 'a full listener takes no new connection');
+  idle.slice(0, 5).forEach((s) => s.destroy());
+  await waitFor(async () => (await get(router.port, 'a.test', { localAddress: '127.0.0.2' }).catch(() => ({ status: 0 }))).status === 200, 'a slot to free up');
+});

@@ -78,14 +78,16 @@ function claimPortBlock(): { range: string; release(): void } {
 export class EnjinProcess {
   api = '';
   routerPort = 0;
+  routerMaxConnections = 0;
   output = '';
   private constructor(readonly dataDir: string, readonly child: ChildProcess) {}
 
-  static async start(dataDir: string, extra: string[] = []): Promise<EnjinProcess> {
+  /** `prefix`: a command that execs enjin in the same process, such as `prlimit --nofile=256:1024`. */
+  static async start(dataDir: string, extra: string[] = [], prefix: string[] = []): Promise<EnjinProcess> {
     const ports = claimPortBlock();
     let child: ChildProcess;
     try {
-      child = spawnUp(dataDir, ports.range, extra);
+      child = spawnUp(dataDir, ports.range, extra, prefix);
     } catch (err) {
       ports.release();
       throw err;
@@ -99,7 +101,7 @@ export class EnjinProcess {
     child.stderr!.on('data', (d) => (p.output += d));
     const lines = createInterface({ input: child.stdout! });
     let buffer = '';
-    const ready = await new Promise<{ api: string; router: string }>((res, rej) => {
+    const ready = await new Promise<{ api: string; router: string; routerMaxConnections?: number }>((res, rej) => {
       const onExit = (code: number | null) => rej(new Error(`enjin up exited with ${code}: ${p.output}${buffer}`));
       child.once('exit', onExit);
       lines.on('line', (line) => {
@@ -113,6 +115,7 @@ export class EnjinProcess {
     });
     p.api = ready.api;
     p.routerPort = Number(new URL(ready.router).port);
+    p.routerMaxConnections = ready.routerMaxConnections ?? 0;
     return p;
   }
 
@@ -133,8 +136,10 @@ export class EnjinProcess {
   }
 }
 
-function spawnUp(dataDir: string, portRange: string, extra: string[]): ChildProcess {
-  return spawn(process.execPath, [BIN, '--data', dataDir, '--json', 'up', '--api-port', '0', '--router-port', '0', '--router-host', '127.0.0.1', '--port-range', portRange, ...extra], {
+function spawnUp(dataDir: string, portRange: string, extra: string[], prefix: string[] = []): ChildProcess {
+  const args = [BIN, '--data', dataDir, '--json', 'up', '--api-port', '0', '--router-port', '0', '--router-host', '127.0.0.1', '--port-range', portRange, ...extra];
+  const [cmd, ...rest] = prefix.length ? [...prefix, process.execPath, ...args] : [process.execPath, ...args];
+  return spawn(cmd, rest, {
     cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ENJIN_API: '', ENJIN_TOKEN: '' },
   });
 }
