@@ -27,13 +27,18 @@ test('descriptors: soft limit raised, router connections capped and idle ones cl
     assert.equal(cap, defaultMaxConnections(HARD));
     assert.ok(cap < HARD / 2, `the cap ${cap} leaves a reserve`);
 
-    // More idle connections than the cap: they connect and say nothing.
+    // More idle connections than the cap: they connect and say nothing. One at a time, so that a loaded machine's
+    // accept queue never overflows (a dropped SYN is retried by the kernel for minutes).
     let closed = 0;
     for (let i = 0; i < cap + EXTRA; i++) {
       const s = connect({ host: '127.0.0.1', port: enjin.routerPort });
       s.on('error', () => {});
       s.on('close', () => closed++);
       sockets.push(s);
+      await new Promise((resolve) => {
+        s.once('connect', resolve);
+        s.once('close', resolve);
+      });
     }
     await eventually(() => closed >= EXTRA, `the ${EXTRA} connections beyond the cap to be closed`, 60_000);
     assert.ok(closed < cap, 'the connections within the cap stay open');
@@ -45,7 +50,9 @@ test('descriptors: soft limit raised, router connections capped and idle ones cl
     assert.equal(projects.status, 200);
 
     // Idle connections are closed by the router (408 after its header timeout); then it serves again.
-    await eventually(() => closed === sockets.length, 'the router to close every idle connection', 120_000);
+    await eventually(() => closed === sockets.length, `the router to close every idle connection (${sockets.length})`, 180_000).catch((err) => {
+      throw new Error(`${(err as Error).message}; ${closed} closed`);
+    });
     const r = await viaRouter(enjin.routerPort, 'nothing.localhost');
     assert.equal(r.status, 404);
     assert.equal((await fetch(`${enjin.api}/healthz`)).status, 200);

@@ -36,6 +36,8 @@ export class Tunnel {
   private tried: string | null = null;
   private open = false;
   private closed = false;
+  /** bounds the wait for the upstream's answer to the handshake */
+  private handshakeTimer: NodeJS.Timeout | null = null;
   /** the upstream refused the upgrade: its answer is being relayed as an ordinary response */
   private relaying = false;
   private readonly method: string;
@@ -66,6 +68,7 @@ export class Tunnel {
   close(letClientFinish = false): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
     const up = this.upstream;
     if (up !== null) {
       this.counters.bytesIn += up.bytesWritten;
@@ -134,13 +137,13 @@ export class Tunnel {
   private handshake(up: Socket): void {
     const req = httpRequest({ createConnection: () => up, method: this.method, path: this.forwarded.path, headers: this.forwarded.headers, setHost: false });
     const headerMs = this.target.timeouts.headerMs;
-    const timer = setTimeout(() => {
+    const timer = (this.handshakeTimer = setTimeout(() => {
       if (this.closed) return;
       this.counters.upstreamErrors++;
       this.countAnswer(504);
       rejectUpgrade(this.client, 504, 'Gateway Timeout', `Service ${displayService(this.target.key)} at ${displayHost(this.hostName)} did not answer the upgrade within ${headerMs / 1000} s.\n`);
       this.close(true);
-    }, headerMs);
+    }, headerMs));
     // Errors after connecting end the tunnel through the socket's own error and close handlers.
     req.on('error', () => this.close());
     req.on('upgrade', (res: IncomingMessage, socket: Duplex, upgradeHead: Buffer) => {
