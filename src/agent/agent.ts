@@ -8,7 +8,9 @@ import { subjects, type AgentReply, type AgentRequest, type InstanceReport, type
 import type { Driver } from './drivers/driver.ts';
 import { ProcessDriver } from './drivers/process.ts';
 import { Supervisor, type BackoffPolicy } from './instances.ts';
-import { readLog, rotateIfLarger } from './logs.ts';
+import { InstanceLogs } from './instance-logs.ts';
+import { LogPump } from './log-pump.ts';
+import { readLog } from './logs.ts';
 import { PortAllocator } from './ports.ts';
 import { checkId, VersionStore } from './versions.ts';
 
@@ -24,8 +26,13 @@ export interface AgentOptions {
   address?: string;
   /** default [20000, 29999] */
   portRange?: [number, number];
-  /** per-instance log cap before rotation (one rotated file is kept), default 5 MiB */
+  /**
+   * total cap of one instance's (or one prepare's) log on disk: the live file and one rotated file, each at most half.
+   * Default 10 MiB, the footprint of the former default (5 MiB live, rotated at 5 MiB with one old copy kept).
+   */
   logMaxBytes?: number;
+  /** the most one instance (or prepare command) may log per second; beyond it its writes block. Default 4 MiB */
+  logRateBytes?: number;
   /** default 15000 */
   heartbeatMs?: number;
   /** env given to every instance and prepare command on top of PATH, HOME and LANG (which come from the agent) */
@@ -33,8 +40,6 @@ export interface AgentOptions {
   labels?: Record<string, string>;
   /** restart delays, default 1 s doubling to 60 s, reset after 30 s up */
   backoff?: Partial<BackoffPolicy>;
-  /** how often log sizes are checked, default 5000 */
-  logCheckMs?: number;
   /** how long an instance that does not listen must stay up to be running, default 1000 */
   settleMs?: number;
   /** pause between readiness probes, default 250 */
@@ -48,6 +53,8 @@ export class Agent {
   private readonly driver: Driver;
   private readonly versions: VersionStore;
   private readonly logsDir: string;
+  private readonly logPump: LogPump;
+  private readonly logs: InstanceLogs;
   private readonly baseEnv: Record<string, string>;
   private supervisor: Supervisor | null = null;
   private subs: Subscription[] = [];
@@ -76,7 +83,15 @@ export class Agent {
       LANG: process.env.LANG ?? 'C.UTF-8',
       ...(o.baseEnv ?? {}),
     };
-    this.versions = new VersionStore(join(o.dataDir, 'versions'), () => this.baseEnv);
+    const logMaxBytes = o.logMaxBytes ?? 10 * 1024 * 1024;
+    this.logPump = new LogPump(o.logRateBytes ?? 4 * 1024 * 1024);
+    this.logs = new InstanceLogs({
+      dir: this.logsDir,
+      maxBytes: logMaxBytes,
+      pump: this.logPump,
+      onError: (instanceId, err) => this.notify({ kind: 'info', instanceId, message: `the log of instance ${instanceId} cannot be written (${err.code ?? err.message}); its output is dropped until it can` }),
+    });
+    this.versions = new VersionStore(join(o.dataDir, 'versions'), () => this.baseEnv, { pump: this.logPump, logMaxBytes });
   }
 
   async start(): Promise<void> {
@@ -97,7 +112,7 @@ export class Agent {
       driver: this.driver,
       ports: new PortAllocator(o.portRange ?? [20000, 29999]),
       versions: this.versions,
-      logsDir: this.logsDir,
+      logs: this.logs,
       statePath: join(o.dataDir, 'state.json'),
       baseEnv: this.baseEnv,
       backoff: { initialMs: 1000, maxMs: 60_000, resetAfterMs: 30_000, ...(o.backoff ?? {}) },
@@ -114,10 +129,9 @@ export class Agent {
     this.subs.push(o.bus.subscribe(subjects.resync(o.nodeId), () => this.publishFull()));
     this.publishFull();
     const heartbeat = setInterval(() => this.heartbeat(), o.heartbeatMs ?? 15_000);
-    const logCheck = setInterval(() => void this.rotateLogs(), o.logCheckMs ?? 5000);
     this.pruneLogs();
     const prune = setInterval(() => this.pruneLogs(), 3600_000);
-    this.timers.push(heartbeat, logCheck, prune);
+    this.timers.push(heartbeat, prune);
   }
 
   async stop(opts: { stopInstances: boolean }): Promise<void> {
@@ -129,6 +143,7 @@ export class Agent {
     this.timers = [];
     this.versions.stop();
     await this.supervisor!.shutdown(opts.stopInstances);
+    this.logPump.stop();
     this.flush();
     this.publishing = false;
   }
@@ -239,24 +254,13 @@ export class Agent {
   private pruneLogs(): void {
     const cutoff = Date.now() - LOG_RETENTION_MS;
     for (const name of readdirSync(this.logsDir)) {
-      const id = name.replace(/\.log(\.1)?$/, '');
+      const id = name.replace(/\.(log(\.1)?|fifo)$/, '');
       if (this.supervisor?.has(id)) continue;
       const path = join(this.logsDir, name);
       try {
         if (statSync(path).mtimeMs < cutoff) rmSync(path, { force: true });
       } catch {
         // gone meanwhile
-      }
-    }
-  }
-
-  private async rotateLogs(): Promise<void> {
-    const max = this.o.logMaxBytes ?? 5 * 1024 * 1024;
-    for (const id of this.supervisor?.ids() ?? []) {
-      try {
-        await rotateIfLarger(this.supervisor!.logPath(id), max);
-      } catch {
-        // a log that cannot be rotated now is tried again next round
       }
     }
   }

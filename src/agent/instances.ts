@@ -1,12 +1,11 @@
 // Instance supervision: start behind a readiness gate, keep alive with exponential backoff, stop, and re-adopt after an agent restart.
-import { appendFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { EnjinError, invalid } from '../core/errors.ts';
 import type { InstanceReport, InstanceSpec, Notification } from '../core/messages.ts';
 import type { InstanceCurrent, InstanceState } from '../core/model.ts';
 import type { Driver, TaskExit, TaskHandle } from './drivers/driver.ts';
 import { loadLocalState, saveLocalState, type InstanceMode, type PersistedInstance } from './local-state.ts';
+import type { InstanceLogs } from './instance-logs.ts';
 import { tailLines } from './logs.ts';
 import { portIsFree, type PortAllocator } from './ports.ts';
 import { httpProbe, listenerInGroup, tcpProbe } from './probes.ts';
@@ -26,7 +25,8 @@ export interface SupervisorOptions {
   driver: Driver;
   ports: PortAllocator;
   versions: VersionStore;
-  logsDir: string;
+  /** the instances' FIFOs and capped log files */
+  logs: InstanceLogs;
   statePath: string;
   /** environment every instance starts from (PATH, HOME, LANG, the agent's baseEnv) */
   baseEnv: Record<string, string>;
@@ -98,7 +98,7 @@ export class Supervisor {
   }
 
   logPath(instanceId: string): string {
-    return join(this.o.logsDir, `${checkId('instance', instanceId)}.log`);
+    return this.o.logs.logPath(checkId('instance', instanceId));
   }
 
   has(instanceId: string): boolean {
@@ -199,6 +199,8 @@ export class Supervisor {
         run.unwatch.abort();
         this.logLine(m, 'stopped');
       }
+      // Its processes are gone: what they wrote last reaches the log before the FIFO goes.
+      await this.o.logs.close(instanceId, { drain: true, remove: true });
       this.instances.delete(instanceId);
       this.o.ports.release(m.port, instanceId);
       this.persist();
@@ -258,7 +260,8 @@ export class Supervisor {
     this.logLine(m, `starting \`${spec.command}\`${env.PORT ? ` on port ${env.PORT}` : ''}`);
     let handle: TaskHandle;
     try {
-      handle = await this.o.driver.start({ id: spec.instanceId, command: spec.command, cwd: this.o.versions.path(spec.versionId), env, logPath: this.logPath(spec.instanceId) });
+      const output = this.o.logs.open(spec.instanceId);
+      handle = await this.o.driver.start({ id: spec.instanceId, command: spec.command, cwd: this.o.versions.path(spec.versionId), env, logPath: output });
     } catch (err) {
       return this.fail(m, gen, kind, err as Error);
     }
@@ -308,6 +311,7 @@ export class Supervisor {
     run.unwatch.abort();
     await this.o.driver.destroy(run.handle);
     if (gen !== m.gen) throw this.cancelled(m);
+    await this.o.logs.settle(spec.instanceId);
     const tail = await tailLines(this.logPath(spec.instanceId));
     return this.fail(m, gen, kind, new EnjinError('instance_start_failed', `instance ${spec.instanceId} failed to start: ${reason}; last lines of its log:\n${tail}`, { status: 422 }), reason);
   }
@@ -447,6 +451,12 @@ export class Supervisor {
   }
 
   private adopt(m: Managed, rec: PersistedInstance): void {
+    try {
+      // Its output waited in the FIFO (or blocked it) while no agent read: carry on reading.
+      this.o.logs.open(m.spec.instanceId);
+    } catch (err) {
+      this.o.notify({ kind: 'info', instanceId: m.spec.instanceId, project: m.spec.project, service: m.spec.service, message: `the log of instance ${m.spec.instanceId} could not be reopened: ${(err as Error).message}` });
+    }
     const run = this.watch(m, rec.handle!, Date.now());
     if (rec.state === 'running') {
       m.state = 'running';
@@ -500,6 +510,8 @@ export class Supervisor {
     // Stops requested before the shutdown finish as asked.
     await Promise.all([...this.instances.values()].map((m) => m.stopping).filter(Boolean));
     this.persist();
+    // Stopped instances' last output is drained; running ones keep theirs in the FIFO for the next agent.
+    await this.o.logs.closeAll(stopInstances);
   }
 
   // ---- bookkeeping ------------------------------------------------------------------------------------------------
@@ -541,11 +553,7 @@ export class Supervisor {
 
   /** A line from the agent in the instance's own log, so its history reads in one place. */
   private logLine(m: Managed, line: string): void {
-    try {
-      appendFileSync(this.logPath(m.spec.instanceId), `[enjin ${new Date().toISOString()}] ${line}\n`);
-    } catch {
-      // the log directory is gone: nothing worth failing for
-    }
+    this.o.logs.line(m.spec.instanceId, `[enjin ${new Date().toISOString()}] ${line}\n`);
   }
 }
 
