@@ -1,10 +1,12 @@
 // The agent: one per node; answers the controller's requests on the bus, supervises instances, and reports the node's state.
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statfsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { pino } from 'pino';
 import type { Bus, Subscription } from '../bus/bus.ts';
-import { invalid, notFound } from '../core/errors.ts';
+import { invalid, nodeDiskFull, notFound } from '../core/errors.ts';
 import { subjects, type AgentReply, type AgentRequest, type InstanceReport, type NodeInfo, type NodeStateUpdate, type Notification } from '../core/messages.ts';
+import type { NodeDisk } from '../core/model.ts';
 import type { Driver } from './drivers/driver.ts';
 import { ProcessDriver } from './drivers/process.ts';
 import { Supervisor, type BackoffPolicy } from './instances.ts';
@@ -15,6 +17,9 @@ import { PortAllocator } from './ports.ts';
 import { checkId, VersionStore } from './versions.ts';
 
 const LOG_RETENTION_MS = 7 * 24 * 3600_000;
+
+/** The agent's own log, on stderr (stdout of `enjin up` is its machine-readable output). */
+const log = pino({ name: 'enjin-agent' }, pino.destination(2));
 
 export interface AgentOptions {
   nodeId: string;
@@ -33,6 +38,12 @@ export interface AgentOptions {
   logMaxBytes?: number;
   /** the most one instance (or prepare command) may log per second; beyond it its writes block. Default 4 MiB */
   logRateBytes?: number;
+  /**
+   * below this much free space on the disk of dataDir the agent warns and refuses new versions, and the controller
+   * places nothing new here. Default 1 GiB: room for one more version and its prepare (an npm ci is hundreds of MB)
+   * while logs are capped per instance; an absolute figure, because a percentage is needlessly strict on a large disk.
+   */
+  minFreeDiskBytes?: number;
   /** default 15000 */
   heartbeatMs?: number;
   /** env given to every instance and prepare command on top of PATH, HOME and LANG (which come from the agent) */
@@ -98,6 +109,7 @@ export class Agent {
     if (this.running) return;
     const o = this.o;
     for (const d of [o.dataDir, this.logsDir, join(o.dataDir, 'versions')]) mkdirSync(d, { recursive: true });
+    this.checkDisk();
     // Downloads interrupted by a crash are never resumed.
     for (const name of readdirSync(join(o.dataDir, 'versions'))) {
       if (name.startsWith('.download-')) rmSync(join(o.dataDir, 'versions', name), { force: true });
@@ -153,8 +165,12 @@ export class Agent {
   private async answer(req: AgentRequest): Promise<AgentReply> {
     const sup = this.supervisor!;
     switch (req?.op) {
-      case 'prepare':
+      case 'prepare': {
+        // A version already here costs no space; a new one is refused while the disk is low.
+        const disk = this.checkDisk();
+        if (disk?.low && !this.versions.isPrepared(checkId('version', req.version?.versionId))) throw nodeDiskFull(this.node.name, disk.freeBytes, disk.minFreeBytes);
         return { op: 'prepare', ok: true, log: await this.versions.prepare(req.version) };
+      }
       case 'start':
         return { op: 'start', ok: true, report: await sup.start(req.instance) };
       case 'stop':
@@ -235,6 +251,7 @@ export class Agent {
 
   /** An empty update, so a silent node is noticed; it takes a seq like any update, so a lost one shows as a gap. */
   private heartbeat(): void {
+    this.checkDisk();
     this.flush();
     this.publish([], []);
   }
@@ -248,6 +265,34 @@ export class Agent {
   private notify(n: Omit<Notification, 'at' | 'nodeId'>): void {
     const full: Notification = { ...n, at: new Date().toISOString(), nodeId: this.o.nodeId };
     this.o.bus.publish(subjects.notifications, full);
+  }
+
+  /**
+   * Measures the free space of the data directory's disk into the node's info (so every update carries it); warns
+   * once when it falls below the threshold and once when it is back. null if it cannot be measured.
+   */
+  private checkDisk(): NodeDisk | null {
+    let disk: NodeDisk;
+    try {
+      const s = statfsSync(this.o.dataDir);
+      const minFreeBytes = this.o.minFreeDiskBytes ?? 2 ** 30;
+      const freeBytes = s.bavail * s.bsize;
+      disk = { freeBytes, totalBytes: s.blocks * s.bsize, minFreeBytes, low: freeBytes < minFreeBytes };
+    } catch (err) {
+      this.notify({ kind: 'info', message: `the free space of ${this.o.dataDir} cannot be measured: ${(err as Error).message}` });
+      return null;
+    }
+    const was = this.node.disk?.low ?? false;
+    this.node.disk = disk;
+    if (disk.low !== was) {
+      const message = disk.low
+        ? nodeDiskFull(this.node.name, disk.freeBytes, disk.minFreeBytes).message
+        : `node ${this.node.name} has ${Math.floor(disk.freeBytes / 2 ** 20)} MiB free again: it takes new versions and instances`;
+      if (disk.low) log.warn({ freeBytes: disk.freeBytes, minFreeBytes: disk.minFreeBytes }, message);
+      else log.info({ freeBytes: disk.freeBytes }, message);
+      this.notify({ kind: 'info', message });
+    }
+    return disk;
   }
 
   /** Logs of forgotten instances stay readable for a week (a post-mortem needs them), then go. */

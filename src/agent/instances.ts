@@ -92,6 +92,8 @@ export class Supervisor {
   private readonly o: SupervisorOptions;
   private readonly instances = new Map<string, Managed>();
   private closed = false;
+  /** why the last write of the local state failed (disk full, read-only): null once a write succeeds again */
+  private persistError: NodeJS.ErrnoException | null = null;
 
   constructor(o: SupervisorOptions) {
     this.o = o;
@@ -188,7 +190,7 @@ export class Supervisor {
     const m = this.instances.get(instanceId);
     if (!m) return Promise.resolve();
     if (m.stopping) return m.stopping;
-    m.stopping = (async () => {
+    const stopping = (async () => {
       this.changeCourse(m);
       m.mode = 'stopping';
       m.state = 'stopping';
@@ -206,7 +208,13 @@ export class Supervisor {
       this.persist();
       this.o.onRemove(instanceId);
     })();
-    return m.stopping;
+    // A stop that failed half-way may be asked again: it must not answer with the old failure for ever.
+    m.stopping = stopping.catch((err: unknown) => {
+      if (m.stopping === guarded) m.stopping = null;
+      throw err;
+    });
+    const guarded = m.stopping;
+    return guarded;
   }
 
   // ---- starting ---------------------------------------------------------------------------------------------------
@@ -254,6 +262,10 @@ export class Supervisor {
         throw this.cancelled(m);
       }
       m.port = port;
+    }
+    if (this.persistError) {
+      // A process the agent cannot record would be lost to a restart of the agent: start nothing until it can.
+      return this.fail(m, gen, kind, this.stateUnwritable());
     }
     const env: Record<string, string> = { ...this.o.baseEnv, ...spec.env };
     if (spec.listens && m.port !== null) env.PORT = String(m.port);
@@ -537,7 +549,28 @@ export class Supervisor {
     if (this.instances.get(m.spec.instanceId) === m) this.o.onChange(m.spec.instanceId);
   }
 
+  /**
+   * Writes the local state. A failure (disk full) is reported, not thrown: the change stands in memory, the
+   * controller still hears of it, and the next change writes everything again. Starts wait until a write succeeds.
+   */
   private persist(): void {
+    try {
+      this.writeState();
+      if (this.persistError) this.o.notify({ kind: 'info', message: `the agent on node ${this.o.nodeId} can write its state again` });
+      this.persistError = null;
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (this.persistError?.code !== e.code) this.o.notify({ kind: 'info', message: `${this.stateUnwritable(e).message}` });
+      this.persistError = e;
+    }
+  }
+
+  private stateUnwritable(err = this.persistError!): EnjinError {
+    const full = err.code === 'ENOSPC' || err.code === 'EDQUOT';
+    return new EnjinError(full ? 'node_disk_full' : 'agent_state_unwritable', `the agent on node ${this.o.nodeId} cannot record its instances (${err.code ?? 'error'}: ${err.message})${full ? '; free space on the node' : '; check its data directory'}, and starts nothing until it can`, { status: 507 });
+  }
+
+  private writeState(): void {
     const records: PersistedInstance[] = [...this.instances.values()].map((m) => ({
       spec: m.spec,
       mode: m.mode,

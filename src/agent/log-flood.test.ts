@@ -2,38 +2,22 @@
 // finishes, and logs carry on across rotations and agent restarts.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as tar from 'tar';
 import { MemoryBus } from '../bus/memory.ts';
 import { subjects, type AgentReply, type AgentRequest, type InstanceSpec, type VersionSpec } from '../core/messages.ts';
 import { Agent, type AgentOptions } from './agent.ts';
 import { readProcStat } from './drivers/process.ts';
+import { startPackageServer, type PackageServer } from './package-server.test-support.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'enjin-flood-'));
-const TOKEN = 'flood-token';
-let server: Server;
-let pkg: { sha256: string; size: number; url: string };
+let packages: PackageServer;
 const agents = new Set<Agent>();
 const pids = new Set<number>();
 
 before(async () => {
-  const src = join(root, 'src');
-  mkdirSync(src);
-  writeFileSync(join(src, 'README'), 'flood\n');
-  const file = join(root, 'pkg.tar.gz');
-  await tar.c({ gzip: true, cwd: src, file, portable: true }, ['README']);
-  const bytes = readFileSync(file);
-  server = createServer((req, res) => {
-    if (req.headers.authorization !== `Bearer ${TOKEN}`) return void res.writeHead(401).end();
-    res.setHeader('content-length', bytes.length);
-    res.end(bytes);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  pkg = { sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.length, url: `http://127.0.0.1:${(server.address() as { port: number }).port}/pkg` };
+  packages = await startPackageServer(root);
 });
 
 after(async () => {
@@ -45,11 +29,11 @@ after(async () => {
       // gone, as it should be
     }
   }
-  server?.close();
+  packages?.close();
   rmSync(root, { recursive: true, force: true });
 });
 
-const version = (versionId: string, prepare: string[] = []): VersionSpec => ({ versionId, project: 'noisy', ...pkg, token: TOKEN, prepare, env: {} });
+const version = (versionId: string, prepare: string[] = []): VersionSpec => packages.version(versionId, prepare);
 
 let count = 0;
 const spec = (versionId: string, command: string): InstanceSpec => ({
