@@ -95,6 +95,7 @@ program
   .option('--domain <domain>', 'domain of generated hostnames SERVICE.PROJECT.DOMAIN', 'localhost')
   .option('--database-url <url>', 'use a PostgreSQL server instead of the embedded store')
   .addOption(new Option('--port-range <from-to>', 'ports given to instances').default('20000-29999'))
+  .addOption(new Option('--min-free-disk <size>', 'below this much free disk for versions and logs the node warns and takes nothing new (e.g. 512M, 2G)').default('1G'))
   .action(async (o) => {
     const { up } = await import('./up.ts');
     const dataDir = resolve(globals().data ?? process.env.ENJIN_DATA ?? '.enjin');
@@ -106,7 +107,7 @@ program
     }
     const running = await up({
       dataDir, apiHost: o.apiHost, apiPort: o.apiPort, routerHost: o.routerHost, routerPort: o.routerPort, domain: o.domain,
-      databaseUrl: o.databaseUrl ?? process.env.ENJIN_DATABASE_URL, portRange: [from, to],
+      databaseUrl: o.databaseUrl ?? process.env.ENJIN_DATABASE_URL, portRange: [from, to], minFreeDiskBytes: parseSize('--min-free-disk', o.minFreeDisk),
     });
     print({ api: running.apiUrl, router: `http://${o.routerHost}:${running.routerPort}`, data: dataDir, credentials: running.credentialsFile }, () => [
       `enjin is up`,
@@ -345,6 +346,13 @@ program
       return table(rows);
     });
   });
+
+/** "512M", "2G", "1048576" → bytes (binary units). */
+function parseSize(flag: string, value: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(String(value).trim());
+  if (!m) throw new EnjinError('invalid_request', `${flag} must be a size such as 512M or 2G (got ${value})`);
+  return Math.floor(Number(m[1]) * 1024 ** ' kmgt'.indexOf((m[2] || ' ').toLowerCase()));
+}
 
 function toPort(v: string): number {
   const n = Number(v);

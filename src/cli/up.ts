@@ -20,6 +20,8 @@ export interface UpOptions {
   domain: string;
   databaseUrl?: string;
   portRange: [number, number];
+  /** the agent's free-disk threshold (bytes) for versions and logs */
+  minFreeDiskBytes?: number;
 }
 
 export interface RunningEnjin {
@@ -59,7 +61,7 @@ export async function up(opts: UpOptions): Promise<RunningEnjin> {
     const token = await adminToken(controller, credentialsFile);
     writeCredentials(credentialsFile, { api: controller.apiUrl, token });
 
-    const agent = new Agent({ nodeId: 'local', name: hostname(), bus, dataDir: join(dataDir, 'agent'), portRange: opts.portRange });
+    const agent = new Agent({ nodeId: 'local', name: hostname(), bus, dataDir: join(dataDir, 'agent'), portRange: opts.portRange, minFreeDiskBytes: opts.minFreeDiskBytes });
     await agent.start();
     started.push(() => agent.stop({ stopInstances: true }));
 
