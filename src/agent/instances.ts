@@ -431,6 +431,14 @@ export class Supervisor {
       this.instances.set(spec.instanceId, m);
       if (m.port !== null) this.o.ports.claim(m.port, spec.instanceId);
       const alive = rec.handle ? await this.o.driver.recover(rec.handle) : false;
+      if (alive && rec.mode !== 'failed') {
+        try {
+          // Its output waited in the FIFO (or blocked it) while no agent read: carry on reading.
+          this.o.logs.open(spec.instanceId);
+        } catch (err) {
+          this.o.notify({ kind: 'info', instanceId: spec.instanceId, project: spec.project, service: spec.service, message: `the log of instance ${spec.instanceId} could not be reopened: ${(err as Error).message}` });
+        }
+      }
       if (rec.mode === 'stopping') {
         // The agent died while stopping it: finish the job.
         if (alive) this.watch(m, rec.handle!, Date.now());
@@ -463,12 +471,6 @@ export class Supervisor {
   }
 
   private adopt(m: Managed, rec: PersistedInstance): void {
-    try {
-      // Its output waited in the FIFO (or blocked it) while no agent read: carry on reading.
-      this.o.logs.open(m.spec.instanceId);
-    } catch (err) {
-      this.o.notify({ kind: 'info', instanceId: m.spec.instanceId, project: m.spec.project, service: m.spec.service, message: `the log of instance ${m.spec.instanceId} could not be reopened: ${(err as Error).message}` });
-    }
     const run = this.watch(m, rec.handle!, Date.now());
     if (rec.state === 'running') {
       m.state = 'running';

@@ -73,7 +73,7 @@ export class Pumped {
   private lastDataAt = 0;
   readonly done: Promise<void>;
 
-  constructor(readonly stream: Readable, log: CappedLog, private readonly pump: LogPump) {
+  constructor(readonly stream: Readable, private readonly log: CappedLog, private readonly pump: LogPump) {
     this.done = new Promise<void>((resolve) => {
       const finish = (): void => {
         if (this.ended) return;
@@ -111,9 +111,11 @@ export class Pumped {
     }
   }
 
-  /** Drops the source now (data still in a FIFO stays there for the next reader). */
+  /** Stops reading now: what was already read goes to the log, what is still in a FIFO stays there for the next reader. */
   cut(): void {
     this.pump.forget(this);
+    this.stream.removeAllListeners('data');
+    for (let chunk = this.stream.read() as Buffer | null; chunk !== null; chunk = this.stream.read() as Buffer | null) this.log.write(chunk);
     this.stream.destroy();
   }
 }
