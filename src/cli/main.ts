@@ -330,7 +330,8 @@ program
   .description('list nodes')
   .action(async () => {
     const { nodes } = await client().nodes();
-    print({ nodes }, () => table([['NODE', 'ID', 'STATUS', 'ADDRESS', 'INSTANCES', 'SEEN'], ...(nodes as Array<Record<string, never>>).map((n) => [n.name, n.id, n.status, n.address, String(n.instances), ago(n.lastSeenAt)])]));
+    const free = (d?: { freeBytes: number; low: boolean } | null): string => (d ? `${(d.freeBytes / 2 ** 30).toFixed(1)} GiB${d.low ? ' (LOW)' : ''}` : '-');
+    print({ nodes }, () => table([['NODE', 'ID', 'STATUS', 'ADDRESS', 'INSTANCES', 'DISK FREE', 'SEEN'], ...(nodes as Array<Record<string, never>>).map((n) => [n.name, n.id, n.status, n.address, String(n.instances), free(n.disk), ago(n.lastSeenAt)])]));
   });
 
 program
