@@ -1,18 +1,25 @@
 // The agent: one per node; answers the controller's requests on the bus, supervises instances, and reports the node's state.
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statfsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { pino } from 'pino';
 import type { Bus, Subscription } from '../bus/bus.ts';
-import { invalid, notFound } from '../core/errors.ts';
+import { invalid, nodeDiskFull, notFound } from '../core/errors.ts';
 import { subjects, type AgentReply, type AgentRequest, type InstanceReport, type NodeInfo, type NodeStateUpdate, type Notification } from '../core/messages.ts';
+import type { NodeDisk } from '../core/model.ts';
 import type { Driver } from './drivers/driver.ts';
 import { ProcessDriver } from './drivers/process.ts';
 import { Supervisor, type BackoffPolicy } from './instances.ts';
-import { readLog, rotateIfLarger } from './logs.ts';
+import { InstanceLogs } from './instance-logs.ts';
+import { LogPump } from './log-pump.ts';
+import { readLog } from './logs.ts';
 import { PortAllocator } from './ports.ts';
 import { checkId, VersionStore } from './versions.ts';
 
 const LOG_RETENTION_MS = 7 * 24 * 3600_000;
+
+/** The agent's own log, on stderr (stdout of `enjin up` is its machine-readable output). */
+const log = pino({ name: 'enjin-agent' }, pino.destination(2));
 
 export interface AgentOptions {
   nodeId: string;
@@ -24,8 +31,19 @@ export interface AgentOptions {
   address?: string;
   /** default [20000, 29999] */
   portRange?: [number, number];
-  /** per-instance log cap before rotation (one rotated file is kept), default 5 MiB */
+  /**
+   * total cap of one instance's (or one prepare's) log on disk: the live file and one rotated file, each at most half.
+   * Default 10 MiB, the footprint of the former default (5 MiB live, rotated at 5 MiB with one old copy kept).
+   */
   logMaxBytes?: number;
+  /** the most one instance (or prepare command) may log per second; beyond it its writes block. Default 4 MiB */
+  logRateBytes?: number;
+  /**
+   * below this much free space on the disk of dataDir the agent warns and refuses new versions, and the controller
+   * places nothing new here. Default 1 GiB: room for one more version and its prepare (an npm ci is hundreds of MB)
+   * while logs are capped per instance; an absolute figure, because a percentage is needlessly strict on a large disk.
+   */
+  minFreeDiskBytes?: number;
   /** default 15000 */
   heartbeatMs?: number;
   /** env given to every instance and prepare command on top of PATH, HOME and LANG (which come from the agent) */
@@ -33,8 +51,6 @@ export interface AgentOptions {
   labels?: Record<string, string>;
   /** restart delays, default 1 s doubling to 60 s, reset after 30 s up */
   backoff?: Partial<BackoffPolicy>;
-  /** how often log sizes are checked, default 5000 */
-  logCheckMs?: number;
   /** how long an instance that does not listen must stay up to be running, default 1000 */
   settleMs?: number;
   /** pause between readiness probes, default 250 */
@@ -48,6 +64,8 @@ export class Agent {
   private readonly driver: Driver;
   private readonly versions: VersionStore;
   private readonly logsDir: string;
+  private readonly logPump: LogPump;
+  private readonly logs: InstanceLogs;
   private readonly baseEnv: Record<string, string>;
   private supervisor: Supervisor | null = null;
   private subs: Subscription[] = [];
@@ -76,13 +94,22 @@ export class Agent {
       LANG: process.env.LANG ?? 'C.UTF-8',
       ...(o.baseEnv ?? {}),
     };
-    this.versions = new VersionStore(join(o.dataDir, 'versions'), () => this.baseEnv);
+    const logMaxBytes = o.logMaxBytes ?? 10 * 1024 * 1024;
+    this.logPump = new LogPump(o.logRateBytes ?? 4 * 1024 * 1024);
+    this.logs = new InstanceLogs({
+      dir: this.logsDir,
+      maxBytes: logMaxBytes,
+      pump: this.logPump,
+      onError: (instanceId, err) => this.notify({ kind: 'info', instanceId, message: `the log of instance ${instanceId} cannot be written (${err.code ?? err.message}); its output is dropped until it can` }),
+    });
+    this.versions = new VersionStore(join(o.dataDir, 'versions'), () => this.baseEnv, { pump: this.logPump, logMaxBytes });
   }
 
   async start(): Promise<void> {
     if (this.running) return;
     const o = this.o;
     for (const d of [o.dataDir, this.logsDir, join(o.dataDir, 'versions')]) mkdirSync(d, { recursive: true });
+    this.checkDisk();
     // Downloads interrupted by a crash are never resumed.
     for (const name of readdirSync(join(o.dataDir, 'versions'))) {
       if (name.startsWith('.download-')) rmSync(join(o.dataDir, 'versions', name), { force: true });
@@ -97,7 +124,7 @@ export class Agent {
       driver: this.driver,
       ports: new PortAllocator(o.portRange ?? [20000, 29999]),
       versions: this.versions,
-      logsDir: this.logsDir,
+      logs: this.logs,
       statePath: join(o.dataDir, 'state.json'),
       baseEnv: this.baseEnv,
       backoff: { initialMs: 1000, maxMs: 60_000, resetAfterMs: 30_000, ...(o.backoff ?? {}) },
@@ -114,10 +141,9 @@ export class Agent {
     this.subs.push(o.bus.subscribe(subjects.resync(o.nodeId), () => this.publishFull()));
     this.publishFull();
     const heartbeat = setInterval(() => this.heartbeat(), o.heartbeatMs ?? 15_000);
-    const logCheck = setInterval(() => void this.rotateLogs(), o.logCheckMs ?? 5000);
     this.pruneLogs();
     const prune = setInterval(() => this.pruneLogs(), 3600_000);
-    this.timers.push(heartbeat, logCheck, prune);
+    this.timers.push(heartbeat, prune);
   }
 
   async stop(opts: { stopInstances: boolean }): Promise<void> {
@@ -129,6 +155,7 @@ export class Agent {
     this.timers = [];
     this.versions.stop();
     await this.supervisor!.shutdown(opts.stopInstances);
+    this.logPump.stop();
     this.flush();
     this.publishing = false;
   }
@@ -138,8 +165,12 @@ export class Agent {
   private async answer(req: AgentRequest): Promise<AgentReply> {
     const sup = this.supervisor!;
     switch (req?.op) {
-      case 'prepare':
+      case 'prepare': {
+        // A version already here costs no space; a new one is refused while the disk is low.
+        const disk = this.checkDisk();
+        if (disk?.low && !this.versions.isPrepared(checkId('version', req.version?.versionId))) throw nodeDiskFull(this.node.name, disk.freeBytes, disk.minFreeBytes);
         return { op: 'prepare', ok: true, log: await this.versions.prepare(req.version) };
+      }
       case 'start':
         return { op: 'start', ok: true, report: await sup.start(req.instance) };
       case 'stop':
@@ -220,6 +251,7 @@ export class Agent {
 
   /** An empty update, so a silent node is noticed; it takes a seq like any update, so a lost one shows as a gap. */
   private heartbeat(): void {
+    this.checkDisk();
     this.flush();
     this.publish([], []);
   }
@@ -235,28 +267,45 @@ export class Agent {
     this.o.bus.publish(subjects.notifications, full);
   }
 
+  /**
+   * Measures the free space of the data directory's disk into the node's info (so every update carries it); warns
+   * once when it falls below the threshold and once when it is back. null if it cannot be measured.
+   */
+  private checkDisk(): NodeDisk | null {
+    let disk: NodeDisk;
+    try {
+      const s = statfsSync(this.o.dataDir);
+      const minFreeBytes = this.o.minFreeDiskBytes ?? 2 ** 30;
+      const freeBytes = s.bavail * s.bsize;
+      disk = { freeBytes, totalBytes: s.blocks * s.bsize, minFreeBytes, low: freeBytes < minFreeBytes };
+    } catch (err) {
+      this.notify({ kind: 'info', message: `the free space of ${this.o.dataDir} cannot be measured: ${(err as Error).message}` });
+      return null;
+    }
+    const was = this.node.disk?.low ?? false;
+    this.node.disk = disk;
+    if (disk.low !== was) {
+      const message = disk.low
+        ? nodeDiskFull(this.node.name, disk.freeBytes, disk.minFreeBytes).message
+        : `node ${this.node.name} has ${Math.floor(disk.freeBytes / 2 ** 20)} MiB free again: it takes new versions and instances`;
+      if (disk.low) log.warn({ freeBytes: disk.freeBytes, minFreeBytes: disk.minFreeBytes }, message);
+      else log.info({ freeBytes: disk.freeBytes }, message);
+      this.notify({ kind: 'info', message });
+    }
+    return disk;
+  }
+
   /** Logs of forgotten instances stay readable for a week (a post-mortem needs them), then go. */
   private pruneLogs(): void {
     const cutoff = Date.now() - LOG_RETENTION_MS;
     for (const name of readdirSync(this.logsDir)) {
-      const id = name.replace(/\.log(\.1)?$/, '');
+      const id = name.replace(/\.(log(\.1)?|fifo)$/, '');
       if (this.supervisor?.has(id)) continue;
       const path = join(this.logsDir, name);
       try {
         if (statSync(path).mtimeMs < cutoff) rmSync(path, { force: true });
       } catch {
         // gone meanwhile
-      }
-    }
-  }
-
-  private async rotateLogs(): Promise<void> {
-    const max = this.o.logMaxBytes ?? 5 * 1024 * 1024;
-    for (const id of this.supervisor?.ids() ?? []) {
-      try {
-        await rotateIfLarger(this.supervisor!.logPath(id), max);
-      } catch {
-        // a log that cannot be rotated now is tried again next round
       }
     }
   }

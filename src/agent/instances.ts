@@ -1,12 +1,11 @@
 // Instance supervision: start behind a readiness gate, keep alive with exponential backoff, stop, and re-adopt after an agent restart.
-import { appendFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { EnjinError, invalid } from '../core/errors.ts';
 import type { InstanceReport, InstanceSpec, Notification } from '../core/messages.ts';
 import type { InstanceCurrent, InstanceState } from '../core/model.ts';
 import type { Driver, TaskExit, TaskHandle } from './drivers/driver.ts';
 import { loadLocalState, saveLocalState, type InstanceMode, type PersistedInstance } from './local-state.ts';
+import type { InstanceLogs } from './instance-logs.ts';
 import { tailLines } from './logs.ts';
 import { portIsFree, type PortAllocator } from './ports.ts';
 import { httpProbe, listenerInGroup, tcpProbe } from './probes.ts';
@@ -26,7 +25,8 @@ export interface SupervisorOptions {
   driver: Driver;
   ports: PortAllocator;
   versions: VersionStore;
-  logsDir: string;
+  /** the instances' FIFOs and capped log files */
+  logs: InstanceLogs;
   statePath: string;
   /** environment every instance starts from (PATH, HOME, LANG, the agent's baseEnv) */
   baseEnv: Record<string, string>;
@@ -92,13 +92,15 @@ export class Supervisor {
   private readonly o: SupervisorOptions;
   private readonly instances = new Map<string, Managed>();
   private closed = false;
+  /** why the last write of the local state failed (disk full, read-only): null once a write succeeds again */
+  private persistError: NodeJS.ErrnoException | null = null;
 
   constructor(o: SupervisorOptions) {
     this.o = o;
   }
 
   logPath(instanceId: string): string {
-    return join(this.o.logsDir, `${checkId('instance', instanceId)}.log`);
+    return this.o.logs.logPath(checkId('instance', instanceId));
   }
 
   has(instanceId: string): boolean {
@@ -188,7 +190,7 @@ export class Supervisor {
     const m = this.instances.get(instanceId);
     if (!m) return Promise.resolve();
     if (m.stopping) return m.stopping;
-    m.stopping = (async () => {
+    const stopping = (async () => {
       this.changeCourse(m);
       m.mode = 'stopping';
       m.state = 'stopping';
@@ -199,12 +201,20 @@ export class Supervisor {
         run.unwatch.abort();
         this.logLine(m, 'stopped');
       }
+      // Its processes are gone: what they wrote last reaches the log before the FIFO goes.
+      await this.o.logs.close(instanceId, { drain: true, remove: true });
       this.instances.delete(instanceId);
       this.o.ports.release(m.port, instanceId);
       this.persist();
       this.o.onRemove(instanceId);
     })();
-    return m.stopping;
+    // A stop that failed half-way may be asked again: it must not answer with the old failure for ever.
+    m.stopping = stopping.catch((err: unknown) => {
+      if (m.stopping === guarded) m.stopping = null;
+      throw err;
+    });
+    const guarded = m.stopping;
+    return guarded;
   }
 
   // ---- starting ---------------------------------------------------------------------------------------------------
@@ -253,12 +263,17 @@ export class Supervisor {
       }
       m.port = port;
     }
+    if (this.persistError) {
+      // A process the agent cannot record would be lost to a restart of the agent: start nothing until it can.
+      return this.fail(m, gen, kind, this.stateUnwritable());
+    }
     const env: Record<string, string> = { ...this.o.baseEnv, ...spec.env };
     if (spec.listens && m.port !== null) env.PORT = String(m.port);
     this.logLine(m, `starting \`${spec.command}\`${env.PORT ? ` on port ${env.PORT}` : ''}`);
     let handle: TaskHandle;
     try {
-      handle = await this.o.driver.start({ id: spec.instanceId, command: spec.command, cwd: this.o.versions.path(spec.versionId), env, logPath: this.logPath(spec.instanceId) });
+      const output = this.o.logs.open(spec.instanceId);
+      handle = await this.o.driver.start({ id: spec.instanceId, command: spec.command, cwd: this.o.versions.path(spec.versionId), env, logPath: output });
     } catch (err) {
       return this.fail(m, gen, kind, err as Error);
     }
@@ -308,6 +323,7 @@ export class Supervisor {
     run.unwatch.abort();
     await this.o.driver.destroy(run.handle);
     if (gen !== m.gen) throw this.cancelled(m);
+    await this.o.logs.settle(spec.instanceId);
     const tail = await tailLines(this.logPath(spec.instanceId));
     return this.fail(m, gen, kind, new EnjinError('instance_start_failed', `instance ${spec.instanceId} failed to start: ${reason}; last lines of its log:\n${tail}`, { status: 422 }), reason);
   }
@@ -415,6 +431,14 @@ export class Supervisor {
       this.instances.set(spec.instanceId, m);
       if (m.port !== null) this.o.ports.claim(m.port, spec.instanceId);
       const alive = rec.handle ? await this.o.driver.recover(rec.handle) : false;
+      if (alive && rec.mode !== 'failed') {
+        try {
+          // Its output waited in the FIFO (or blocked it) while no agent read: carry on reading.
+          this.o.logs.open(spec.instanceId);
+        } catch (err) {
+          this.o.notify({ kind: 'info', instanceId: spec.instanceId, project: spec.project, service: spec.service, message: `the log of instance ${spec.instanceId} could not be reopened: ${(err as Error).message}` });
+        }
+      }
       if (rec.mode === 'stopping') {
         // The agent died while stopping it: finish the job.
         if (alive) this.watch(m, rec.handle!, Date.now());
@@ -500,6 +524,8 @@ export class Supervisor {
     // Stops requested before the shutdown finish as asked.
     await Promise.all([...this.instances.values()].map((m) => m.stopping).filter(Boolean));
     this.persist();
+    // Stopped instances' last output is drained; running ones keep theirs in the FIFO for the next agent.
+    await this.o.logs.closeAll(stopInstances);
   }
 
   // ---- bookkeeping ------------------------------------------------------------------------------------------------
@@ -525,7 +551,28 @@ export class Supervisor {
     if (this.instances.get(m.spec.instanceId) === m) this.o.onChange(m.spec.instanceId);
   }
 
+  /**
+   * Writes the local state. A failure (disk full) is reported, not thrown: the change stands in memory, the
+   * controller still hears of it, and the next change writes everything again. Starts wait until a write succeeds.
+   */
   private persist(): void {
+    try {
+      this.writeState();
+      if (this.persistError) this.o.notify({ kind: 'info', message: `the agent on node ${this.o.nodeId} can write its state again` });
+      this.persistError = null;
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (this.persistError?.code !== e.code) this.o.notify({ kind: 'info', message: `${this.stateUnwritable(e).message}` });
+      this.persistError = e;
+    }
+  }
+
+  private stateUnwritable(err = this.persistError!): EnjinError {
+    const full = err.code === 'ENOSPC' || err.code === 'EDQUOT';
+    return new EnjinError(full ? 'node_disk_full' : 'agent_state_unwritable', `the agent on node ${this.o.nodeId} cannot record its instances (${err.code ?? 'error'}: ${err.message})${full ? '; free space on the node' : '; check its data directory'}, and starts nothing until it can`, { status: 507 });
+  }
+
+  private writeState(): void {
     const records: PersistedInstance[] = [...this.instances.values()].map((m) => ({
       spec: m.spec,
       mode: m.mode,
@@ -541,11 +588,7 @@ export class Supervisor {
 
   /** A line from the agent in the instance's own log, so its history reads in one place. */
   private logLine(m: Managed, line: string): void {
-    try {
-      appendFileSync(this.logPath(m.spec.instanceId), `[enjin ${new Date().toISOString()}] ${line}\n`);
-    } catch {
-      // the log directory is gone: nothing worth failing for
-    }
+    this.o.logs.line(m.spec.instanceId, `[enjin ${new Date().toISOString()}] ${line}\n`);
   }
 }
 

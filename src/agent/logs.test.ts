@@ -1,9 +1,10 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync, closeSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readLog, rotateIfLarger, tailLines } from './logs.ts';
+import { CappedLog } from './log-writer.ts';
+import { readLog, tailLines } from './logs.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'enjin-logs-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -36,18 +37,46 @@ test('readLog never cuts a UTF-8 character in two', async () => {
   assert.equal((await readLog(path, 6, 4)).data, '😀');
 });
 
-test('copy-truncate rotation keeps one old file and lets an O_APPEND writer carry on at the start', async () => {
-  const path = join(dir, 'rot.log');
-  const fd = openSync(path, 'a');
-  writeSync(fd, 'x'.repeat(100) + '\n');
-  assert.equal(await rotateIfLarger(path, 1000), false);
-  assert.equal(await rotateIfLarger(path, 50), true);
-  assert.equal(readFileSync(`${path}.1`, 'utf8').length, 101);
-  assert.equal(statSync(path).size, 0);
-  writeSync(fd, 'after\n');
-  closeSync(fd);
-  assert.equal(readFileSync(path, 'utf8'), 'after\n', 'no hole of zeros before the new data');
-  assert.equal(await tailLines(path), 'after');
+test('the capped writer rotates by rename, keeps the total under its cap and ends files on whole lines', async () => {
+  const path = join(dir, 'capped.log');
+  const log = new CappedLog(path, 16 * 1024);
+  let offset = 0;
+  let restarted = false;
+  for (let i = 0; i < 2000; i++) {
+    log.write(`line ${i} ${'x'.repeat(40)}\n`);
+    if (i % 50 === 0) {
+      const r = await readLog(path, offset, 1024 * 1024);
+      if (r.offset < offset) restarted = true;
+      offset = r.offset;
+    }
+  }
+  log.write('y'.repeat(20_000) + '\n'); // one line bigger than a file: cut, never over the cap
+  log.write('last line\n');
+  log.close();
+  const live = statSync(path).size;
+  const old = statSync(`${path}.1`).size;
+  assert.ok(live <= 8192 && old <= 8192, `each file holds at most half the cap (${live}, ${old})`);
+  assert.equal(await tailLines(path, 1), 'last line');
+  assert.ok(restarted, 'a reader following by offset was sent back to 0 after a rotation');
+  // Whole lines: every file of the line flood begins at a line start.
+  const log2 = new CappedLog(join(dir, 'lines.log'), 16 * 1024);
+  for (let i = 0; i < 1000; i++) log2.write(`line ${i} ${'x'.repeat(40)}\n`);
+  log2.close();
+  for (const f of [join(dir, 'lines.log'), join(dir, 'lines.log.1')]) assert.match(readFileSync(f, 'utf8'), /^(line \d+ x{40}\n)+$/);
+});
+
+test('the capped writer reports a write it cannot make once, and carries on when it can', () => {
+  const errors: string[] = [];
+  const sub = join(dir, 'gone');
+  const log = new CappedLog(join(sub, 'a.log'), 16 * 1024, (err) => errors.push(err.code ?? '?'));
+  log.write('lost 1\n');
+  log.write('lost 2\n');
+  assert.deepEqual(errors, ['ENOENT']);
+  assert.equal(log.dropped, 14);
+  mkdirSync(sub);
+  log.write('kept\n');
+  log.close();
+  assert.equal(readFileSync(join(sub, 'a.log'), 'utf8'), 'kept\n');
 });
 
 test('tailLines gives the last lines', async () => {

@@ -1,5 +1,5 @@
-// Instance log files: reading from a byte offset, and size-capped copy-truncate rotation (the process keeps its O_APPEND descriptor).
-import { copyFile, open, stat, truncate } from 'node:fs/promises';
+// Reading log files the agent writes (log-writer.ts): from a byte offset, following across rotations, and their tail.
+import { open } from 'node:fs/promises';
 
 /** The most a single `logs` read returns, whatever the caller asks: replies travel on the bus. */
 export const MAX_LOG_READ = 1024 * 1024;
@@ -55,21 +55,4 @@ function incompleteTail(buf: Buffer): number {
 export async function tailLines(path: string, lines = 20, maxBytes = 8192): Promise<string> {
   const { data } = await readLog(path, -1, maxBytes);
   return data.replace(/\n$/, '').split('\n').slice(-lines).join('\n');
-}
-
-/**
- * Copy-truncate: the writer holds the file open with O_APPEND, so after truncation its next write lands at the new
- * end (0) rather than leaving a hole. Lines written between copy and truncate are lost: the price of not signalling.
- */
-export async function rotateIfLarger(path: string, maxBytes: number): Promise<boolean> {
-  let size: number;
-  try {
-    size = (await stat(path)).size;
-  } catch {
-    return false;
-  }
-  if (size <= maxBytes) return false;
-  await copyFile(path, `${path}.1`);
-  await truncate(path, 0);
-  return true;
 }

@@ -1,7 +1,7 @@
 // Versions on this node: fetch the package, verify and unpack it, run its prepare commands once, and drop unused ones.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, createWriteStream, existsSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readdir, rm, writeFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
@@ -12,6 +12,8 @@ import type { VersionSpec } from '../core/messages.ts';
 import { unpackPackage } from '../artifact/unpack.ts';
 import { readLog, tailLines } from './logs.ts';
 import { isAlive, readProcStat } from './drivers/process.ts';
+import type { LogPump } from './log-pump.ts';
+import { CappedLog } from './log-writer.ts';
 
 /** Ids become file names: anything else could reach outside the data directory. */
 const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
@@ -40,6 +42,16 @@ export function checkVersion(v: unknown): VersionSpec {
 /** How much of a prepare log the `prepare` and `prepare-log` replies carry. */
 const PREPARE_LOG_REPLY = 256 * 1024;
 
+/** How long a prepare command's output may trail its exit (a daemon it left behind may hold the pipe forever). */
+const OUTPUT_DRAIN_MS = 2000;
+
+export interface PrepareLogOptions {
+  /** the rate budget prepare output is read within, shared with the instances */
+  pump: LogPump;
+  /** total cap of one version's prepare log on disk */
+  logMaxBytes: number;
+}
+
 export class VersionStore {
   private readonly dir: string;
   private readonly baseEnv: () => Record<string, string>;
@@ -47,9 +59,12 @@ export class VersionStore {
   /** prepare commands under way, with the version each one prepares */
   private running = new Map<ChildProcess, string>();
 
-  constructor(dir: string, baseEnv: () => Record<string, string>) {
+  private readonly logs: PrepareLogOptions;
+
+  constructor(dir: string, baseEnv: () => Record<string, string>, logs: PrepareLogOptions) {
     this.dir = dir;
     this.baseEnv = baseEnv;
+    this.logs = logs;
   }
 
   path(versionId: string): string {
@@ -146,15 +161,13 @@ export class VersionStore {
 
   private async runCommand(versionId: string, command: string, cwd: string, env: Record<string, string>): Promise<void> {
     const logPath = this.logPath(versionId);
-    await writeFile(logPath, `$ ${command}\n`, { flag: 'a' });
-    const fd = openSync(logPath, 'a');
-    let child: ChildProcess;
-    try {
-      // Own process group, so an agent shutdown can stop everything the command spawned.
-      child = spawn('sh', ['-c', command], { cwd, env: { ...this.baseEnv(), ...env }, detached: true, stdio: ['ignore', fd, fd] });
-    } finally {
-      closeSync(fd);
-    }
+    let logError: NodeJS.ErrnoException | null = null;
+    // The agent is the parent here, so plain pipes do: the output goes through the same budget and cap as instances'.
+    const log = new CappedLog(logPath, this.logs.logMaxBytes, (err) => { logError = err; });
+    log.write(`$ ${command}\n`);
+    // Own process group, so an agent shutdown can stop everything the command spawned.
+    const child: ChildProcess = spawn('sh', ['-c', command], { cwd, env: { ...this.baseEnv(), ...env }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const outputs = [child.stdout, child.stderr].filter((s) => s !== null).map((s) => this.logs.pump.pump(s, log));
     this.running.set(child, versionId);
     // Recorded on disk: if the agent dies, its next start finds and kills what this command left running.
     const pidFile = join(this.dir, `.prepare-${versionId}.pid`);
@@ -162,17 +175,23 @@ export class VersionStore {
     if (stat) writeFileSync(pidFile, JSON.stringify({ pid: stat.pid, startTime: stat.startTime }));
     const { code, signal } = await new Promise<{ code: number | null; signal: string | null }>((resolve) => {
       child.once('error', (err) => {
-        void writeFile(logPath, `${err.message}\n`, { flag: 'a' }).catch(() => {});
+        log.write(`${err.message}\n`);
         resolve({ code: 127, signal: null });
       });
       child.once('exit', (c, s) => resolve({ code: c, signal: s }));
     });
     this.running.delete(child);
     rmSync(pidFile, { force: true });
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(outputs.map((o) => o.done)), new Promise<void>((r) => { timer = setTimeout(r, OUTPUT_DRAIN_MS); })]);
+    clearTimeout(timer);
+    for (const o of outputs) o.cut();
+    log.close();
     if (code === 0) return;
     const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
     const tail = await tailLines(logPath);
-    throw new EnjinError('prepare_failed', `prepare command \`${command}\` ${how}; last lines of its output:\n${tail}`, { status: 422 });
+    const lost = logError ? ` (its log could not be written: ${(logError as NodeJS.ErrnoException).code ?? (logError as Error).message})` : '';
+    throw new EnjinError('prepare_failed', `prepare command \`${command}\` ${how}${lost}; last lines of its output:\n${tail}`, { status: 422 });
   }
 
   /** Removes unpacked versions (and their markers and logs) that are neither in `keep` nor in `inUse`, nor being prepared. */
@@ -193,7 +212,7 @@ export class VersionStore {
         dirs.add(e.name);
         ids.add(e.name);
       } else {
-        const m = /^(.*)\.(prepared|prepare\.log)$/.exec(e.name);
+        const m = /^(.*)\.(prepared|prepare\.log(\.1)?)$/.exec(e.name);
         if (m) ids.add(m[1]);
       }
     }
@@ -206,6 +225,7 @@ export class VersionStore {
       await rm(this.marker(id), { force: true });
       await rm(join(this.dir, id), { recursive: true, force: true });
       await rm(this.logPath(id), { force: true });
+      await rm(`${this.logPath(id)}.1`, { force: true });
       if (dirs.has(id)) removed.push(id);
     }
     return removed.sort();

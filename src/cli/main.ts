@@ -96,6 +96,7 @@ program
   .option('--database-url <url>', 'use a PostgreSQL server instead of the embedded store')
   .addOption(new Option('--port-range <from-to>', 'ports given to instances').default('20000-29999'))
   .addOption(new Option('--router-max-connections <n>', 'client connections the router accepts (default: from the descriptor limit)').argParser(toCount))
+  .addOption(new Option('--min-free-disk <size>', 'below this much free disk for versions and logs the node warns and takes nothing new (e.g. 512M, 2G)').default('1G'))
   .action(async (o) => {
     // First, so that every role started from here (and every child: router, instances) has the raised limit.
     const { raiseNofileLimit } = await import('../process/fd-limit.ts');
@@ -111,6 +112,7 @@ program
     const running = await up({
       dataDir, apiHost: o.apiHost, apiPort: o.apiPort, routerHost: o.routerHost, routerPort: o.routerPort, domain: o.domain,
       databaseUrl: o.databaseUrl ?? process.env.ENJIN_DATABASE_URL, portRange: [from, to], routerMaxConnections: o.routerMaxConnections,
+      minFreeDiskBytes: parseSize('--min-free-disk', o.minFreeDisk),
     });
     print({ api: running.apiUrl, router: `http://${o.routerHost}:${running.routerPort}`, routerMaxConnections: running.routerMaxConnections, data: dataDir, credentials: running.credentialsFile }, () => [
       `enjin is up`,
@@ -333,7 +335,8 @@ program
   .description('list nodes')
   .action(async () => {
     const { nodes } = await client().nodes();
-    print({ nodes }, () => table([['NODE', 'ID', 'STATUS', 'ADDRESS', 'INSTANCES', 'SEEN'], ...(nodes as Array<Record<string, never>>).map((n) => [n.name, n.id, n.status, n.address, String(n.instances), ago(n.lastSeenAt)])]));
+    const free = (d?: { freeBytes: number; low: boolean } | null): string => (d ? `${(d.freeBytes / 2 ** 30).toFixed(1)} GiB${d.low ? ' (LOW)' : ''}` : '-');
+    print({ nodes }, () => table([['NODE', 'ID', 'STATUS', 'ADDRESS', 'INSTANCES', 'DISK FREE', 'SEEN'], ...(nodes as Array<Record<string, never>>).map((n) => [n.name, n.id, n.status, n.address, String(n.instances), free(n.disk), ago(n.lastSeenAt)])]));
   });
 
 program
@@ -349,6 +352,13 @@ program
       return table(rows);
     });
   });
+
+/** "512M", "2G", "1048576" → bytes (binary units). */
+function parseSize(flag: string, value: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(String(value).trim());
+  if (!m) throw new EnjinError('invalid_request', `${flag} must be a size such as 512M or 2G (got ${value})`);
+  return Math.floor(Number(m[1]) * 1024 ** ' kmgt'.indexOf((m[2] || ' ').toLowerCase()));
+}
 
 function toPort(v: string): number {
   const n = Number(v);

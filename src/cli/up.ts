@@ -23,6 +23,8 @@ export interface UpOptions {
   portRange: [number, number];
   /** default: derived by the router from its descriptor limit */
   routerMaxConnections?: number;
+  /** the agent's free-disk threshold (bytes) for versions and logs */
+  minFreeDiskBytes?: number;
 }
 
 export interface RunningEnjin {
@@ -66,7 +68,7 @@ export async function up(opts: UpOptions): Promise<RunningEnjin> {
     const token = await adminToken(controller, credentialsFile);
     writeCredentials(credentialsFile, { api: controller.apiUrl, token });
 
-    const agent = new Agent({ nodeId: 'local', name: hostname(), bus, dataDir: join(dataDir, 'agent'), portRange: opts.portRange });
+    const agent = new Agent({ nodeId: 'local', name: hostname(), bus, dataDir: join(dataDir, 'agent'), portRange: opts.portRange, minFreeDiskBytes: opts.minFreeDiskBytes });
     await agent.start();
     started.push(() => agent.stop({ stopInstances: true }));
 

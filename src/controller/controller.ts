@@ -314,7 +314,7 @@ export class Controller implements ActionHost {
     const existing = this.state.nodes.get(info.nodeId);
     const node: Node = existing ?? { id: info.nodeId, name: info.name, address: info.address, labels: info.labels, status: 'ready', lastSeenAt: now, createdAt: now };
     const changedNode = !existing || existing.status !== 'ready' || existing.address !== info.address || existing.name !== info.name;
-    Object.assign(node, { name: info.name, address: info.address, labels: info.labels, status: 'ready', lastSeenAt: now });
+    Object.assign(node, { name: info.name, address: info.address, labels: info.labels, status: 'ready', lastSeenAt: now, disk: info.disk ?? null });
     this.state.nodes.set(node.id, node);
     if (changedNode) void this.store.saveNode(node).catch(() => {});
 

@@ -46,6 +46,16 @@ export const invalid = (message: string, details: ErrorDetail[] = []): EnjinErro
 
 export const conflict = (code: string, message: string): EnjinError => new EnjinError(code, message, { status: 409 });
 
+const mib = (bytes: number): string => `${Math.floor(bytes / 2 ** 20)} MiB`;
+
+/** A node's disk for versions and logs has less free space than its threshold: it takes no new versions or instances. */
+export const nodeDiskFull = (node: string, freeBytes: number, minFreeBytes: number): EnjinError =>
+  new EnjinError(
+    'node_disk_full',
+    `node ${node} has ${mib(freeBytes)} free for versions and logs, less than its minimum of ${mib(minFreeBytes)}; free space there (old logs, unused files) or lower its threshold with \`enjin up --min-free-disk\`, then try again`,
+    { status: 507 },
+  );
+
 /** Formats an error for a terminal: the message, then one line per detail as file:line:column. */
 export function formatError(err: unknown): string {
   if (err instanceof EnjinError) {

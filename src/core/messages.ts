@@ -1,5 +1,5 @@
 // The messages that cross the ring boundary on the bus: subjects and payload shapes, one place for both sides.
-import type { InstanceCurrent, InstanceDesiredState } from './model.ts';
+import type { InstanceCurrent, InstanceDesiredState, NodeDisk } from './model.ts';
 
 /** Bus subjects (NATS-style: dot-separated tokens; `*` matches one token, `>` the rest). */
 export const subjects = {
@@ -95,6 +95,8 @@ export interface NodeInfo {
   /** address routers use to reach instances on this node */
   address: string;
   labels: Record<string, string>;
+  /** free space for versions and logs; optional, so older agents and controllers still understand each other */
+  disk?: NodeDisk;
 }
 
 /**

@@ -130,6 +130,17 @@ export interface Node {
   status: 'ready' | 'down';
   lastSeenAt: string | null;
   createdAt: string;
+  /** current: the disk holding the node's versions and logs, as its agent last reported it (absent from older agents) */
+  disk?: NodeDisk | null;
+}
+
+/** Free space where a node keeps versions and logs. */
+export interface NodeDisk {
+  freeBytes: number;
+  totalBytes: number;
+  /** the node's threshold: below it the node warns and takes no new versions or placements */
+  minFreeBytes: number;
+  low: boolean;
 }
 
 export type JobState = 'waiting' | 'running' | 'succeeded' | 'failed' | 'aborted';

@@ -9,7 +9,10 @@ export interface TaskConfig {
   cwd: string;
   /** the complete environment: the driver adds nothing */
   env: Record<string, string>;
-  /** stdout and stderr are appended here by the task itself, so it keeps logging if the agent dies */
+  /**
+   * Where stdout and stderr go: a FIFO the agent reads into a capped log (opened read-write, so the task never gets
+   * SIGPIPE while the agent is away), or a plain file the task appends to itself.
+   */
   logPath: string;
   /** reserved for running as a project's own UNIX user; not honoured yet */
   uid?: number;

@@ -1,6 +1,6 @@
 // The process driver: runs an instance as `sh -c COMMAND` in its own process group, logging straight to a file, recoverable after an agent restart.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import { closeSync, constants, mkdirSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { EnjinError } from '../../core/errors.ts';
 import type { Driver, TaskConfig, TaskExit, TaskHandle, TaskStats, TaskStatus } from './driver.ts';
@@ -85,8 +85,11 @@ export class ProcessDriver implements Driver {
 
   async start(config: TaskConfig): Promise<TaskHandle> {
     mkdirSync(dirname(config.logPath), { recursive: true });
-    // The process gets its own append-mode descriptor: it keeps logging with no agent in between, even if the agent dies.
-    const fd = openSync(config.logPath, 'a');
+    // A FIFO the agent reads is opened read-write: the process then also holds a read end, so it never gets
+    // EPIPE/SIGPIPE while no agent reads; its writes block once the pipe is full (see agent/instance-logs.ts).
+    // Blocking, not O_NONBLOCK: the flag would be shared with the process, whose writes would then fail with EAGAIN.
+    // A plain file is appended to, so the process keeps logging with no agent in between.
+    const fd = statSync(config.logPath, { throwIfNoEntry: false })?.isFIFO() ? openSync(config.logPath, constants.O_RDWR) : openSync(config.logPath, 'a');
     let child: ChildProcess;
     try {
       child = spawn('sh', ['-c', config.command], {

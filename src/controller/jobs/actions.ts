@@ -201,7 +201,13 @@ export function jobActions(host: ActionHost): Record<string, JobAction> {
     } catch (err) {
       // Undo this job's own work: instances it started must not linger when the tree fails or is aborted.
       log(`stopping the ${created.length} instance(s) this job started`);
-      await Promise.all(created.map((i) => stopOne(host, i, log).catch(() => {})));
+      await Promise.all(created.map((i) => stopOne(host, i, log).catch(async (stopErr: Error) => {
+        // Left as it is, it would count as running for ever ("nothing to do"): mark it unwanted, and the reconciler
+        // stops and forgets it once its node answers.
+        log(`could not stop ${i.service} ${i.id} (${stopErr.message}); it will be stopped later`);
+        const current = host.state.instances.get(i.id);
+        if (current) await host.saveInstance({ ...current, desired: 'stopped' });
+      })));
       throw err;
     }
   };

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { reconcile, isEmptyPlan } from './reconcile.ts';
 import { placeInstances } from '../schedule/place.ts';
 import type { Instance, Node, Project, ServiceSpec, Version } from '../../core/model.ts';
+import type { EnjinError } from '../../core/errors.ts';
 
 const now = '2026-01-01T00:00:00.000Z';
 const svc = (name: string, instances: number, listens = true): ServiceSpec => ({ name, command: 'x', instances, listens, hostnames: [], health: null, env: {}, stopTimeout: 10 });
@@ -76,4 +77,24 @@ test('placement spreads by service first, then by total load, deterministically'
     { nodeId: 'b', ready: true, instances: 0, sameService: 1 },
     { nodeId: 'c', ready: false, instances: 0, sameService: 0 },
   ], 3), ['a', 'b', 'a']);
+});
+
+test('nothing new goes to a node whose disk is low; when every node is low the error says so', () => {
+  const disk = (freeBytes: number, low: boolean) => ({ freeBytes, totalBytes: 100 * 2 ** 30, minFreeBytes: 2 ** 30, low });
+  assert.deepEqual(placeInstances([
+    { nodeId: 'a', ready: true, instances: 0, sameService: 0, disk: disk(2 ** 20, true) },
+    { nodeId: 'b', ready: true, instances: 9, sameService: 3, disk: disk(50 * 2 ** 30, false) },
+  ], 2), ['b', 'b']);
+  assert.throws(
+    () => placeInstances([{ nodeId: 'a', name: 'laptop', ready: true, instances: 0, sameService: 0, disk: disk(5 * 2 ** 20, true) }], 1),
+    (e: EnjinError) => e.code === 'node_disk_full' && e.status === 507 && /laptop has 5 MiB free/.test(e.message) && /--min-free-disk/.test(e.message),
+  );
+});
+
+test('an instance left unwanted by a stop that did not finish is stopped again, and does not count as running', () => {
+  const v1 = version('v1', [svc('web', 1)]);
+  const stuck = { ...inst('web', 'v1'), desired: 'stopped' as const };
+  const plan = run(project('v1', 'v1'), v1, [stuck]);
+  assert.deepEqual(plan.stops.map((s) => s.instanceId), [stuck.id]);
+  assert.equal(plan.starts.length, 1, 'a replacement is placed');
 });

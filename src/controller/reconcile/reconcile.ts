@@ -67,6 +67,7 @@ export function reconcile(input: ReconcileInput): Plan {
     else if (i.versionId !== target.id) stop(i, 'replaced by the new version');
     else if (!target.manifest.services[i.service]) stop(i, 'the service is no longer in the manifest');
     else if (i.desired === 'running' && i.current?.state === 'failed') stop(i, `its node gave up on it: ${i.current.message ?? 'failed'}`);
+    else if (i.desired === 'stopped') stop(i, 'an earlier stop did not finish');
   }
   if (!target || !project) return plan;
 
@@ -76,6 +77,8 @@ export function reconcile(input: ReconcileInput): Plan {
       return {
         nodeId: n.id,
         ready: n.status === 'ready',
+        name: n.name,
+        disk: n.disk ?? null,
         instances: on.length,
         sameService: on.filter((i) => i.projectId === project.id && i.service === service).length,
       };

@@ -1,5 +1,6 @@
 // The scheduler: decides which node each new instance goes to. A pure function of a state snapshot, no I/O.
-import { EnjinError } from '../../core/errors.ts';
+import { EnjinError, nodeDiskFull } from '../../core/errors.ts';
+import type { NodeDisk } from '../../core/model.ts';
 
 export interface NodeLoad {
   nodeId: string;
@@ -8,6 +9,9 @@ export interface NodeLoad {
   instances: number;
   /** instances of the service being placed that are already on the node */
   sameService: number;
+  name?: string;
+  /** as the node last reported it; a node whose disk is low gets nothing new */
+  disk?: NodeDisk | null;
 }
 
 /**
@@ -16,9 +20,15 @@ export interface NodeLoad {
  */
 export function placeInstances(nodes: readonly NodeLoad[], count: number): string[] {
   if (count <= 0) return [];
-  const ready = nodes.filter((n) => n.ready).map((n) => ({ ...n }));
-  if (ready.length === 0) {
+  const up = nodes.filter((n) => n.ready);
+  if (up.length === 0) {
     throw new EnjinError('no_ready_nodes', 'no node is ready to run instances; check `enjin nodes` and that the agent is running', { status: 503 });
+  }
+  const ready = up.filter((n) => !n.disk?.low).map((n) => ({ ...n }));
+  if (ready.length === 0) {
+    // Every ready node is short of disk: name the one with the most room, it is the nearest to taking work again.
+    const best = up.reduce((a, b) => ((a.disk?.freeBytes ?? 0) >= (b.disk?.freeBytes ?? 0) ? a : b));
+    throw nodeDiskFull(best.name ?? best.nodeId, best.disk!.freeBytes, best.disk!.minFreeBytes);
   }
   const placed: string[] = [];
   for (let i = 0; i < count; i++) {
