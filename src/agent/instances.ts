@@ -9,7 +9,7 @@ import type { Driver, TaskExit, TaskHandle } from './drivers/driver.ts';
 import { loadLocalState, saveLocalState, type InstanceMode, type PersistedInstance } from './local-state.ts';
 import { tailLines } from './logs.ts';
 import { portIsFree, type PortAllocator } from './ports.ts';
-import { httpProbe, listenerInGroup, tcpProbe } from './probes.ts';
+import { httpProbe, listenerAmong, tcpProbe } from './probes.ts';
 import { checkId, type VersionStore } from './versions.ts';
 
 export interface BackoffPolicy {
@@ -329,7 +329,7 @@ export class Supervisor {
       const left = deadline - Date.now();
       if (left <= 0) return 'timeout';
       const probeMs = Math.max(50, Math.min(2000, left));
-      const ours = listenerInGroup(run.handle.pid, m.port!) !== false;
+      const ours = listenerAmong(await this.o.driver.processes(run.handle), m.port!) !== false;
       const ok = ours && (spec.healthPath ? await httpProbe('127.0.0.1', m.port!, spec.healthPath, probeMs) : await tcpProbe('127.0.0.1', m.port!, probeMs));
       if (gen !== m.gen) return 'cancelled';
       if (run.exit) return 'exited';

@@ -11,7 +11,7 @@ import { EnjinError, invalid, notFound } from '../core/errors.ts';
 import type { VersionSpec } from '../core/messages.ts';
 import { unpackPackage } from '../artifact/unpack.ts';
 import { readLog, tailLines } from './logs.ts';
-import { isAlive, readProcStat } from './drivers/process.ts';
+import { isAlive, readProcStat } from './drivers/process-tree.ts';
 
 /** Ids become file names: anything else could reach outside the data directory. */
 const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
