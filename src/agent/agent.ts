@@ -1,10 +1,11 @@
 // The agent: one per node; answers the controller's requests on the bus, supervises instances, and reports the node's state.
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Bus, Subscription } from '../bus/bus.ts';
 import { invalid, notFound } from '../core/errors.ts';
 import { subjects, type AgentReply, type AgentRequest, type InstanceReport, type NodeInfo, type NodeStateUpdate, type Notification } from '../core/messages.ts';
+import { AppAccounts } from './app-accounts.ts';
 import type { Driver } from './drivers/driver.ts';
 import { ProcessDriver } from './drivers/process.ts';
 import { Supervisor, type BackoffPolicy } from './instances.ts';
@@ -49,6 +50,7 @@ export class Agent {
   private readonly versions: VersionStore;
   private readonly logsDir: string;
   private readonly baseEnv: Record<string, string>;
+  private readonly accounts: AppAccounts;
   private supervisor: Supervisor | null = null;
   private subs: Subscription[] = [];
   private timers: NodeJS.Timeout[] = [];
@@ -76,13 +78,23 @@ export class Agent {
       LANG: process.env.LANG ?? 'C.UTF-8',
       ...(o.baseEnv ?? {}),
     };
-    this.versions = new VersionStore(join(o.dataDir, 'versions'), () => this.baseEnv);
+    this.accounts = new AppAccounts(join(o.dataDir, 'homes'), this.baseEnv.HOME);
+    this.versions = new VersionStore(join(o.dataDir, 'versions'), () => this.baseEnv, this.accounts);
   }
 
   async start(): Promise<void> {
     if (this.running) return;
     const o = this.o;
-    for (const d of [o.dataDir, this.logsDir, join(o.dataDir, 'versions')]) mkdirSync(d, { recursive: true });
+    await this.accounts.init();
+    // Private to the agent, except that an app user must pass through to its own version directory (which is its
+    // own and private); logs, state and prepare logs stay the agent's.
+    const pass = this.accounts.separate ? 0o711 : 0o700;
+    for (const [d, mode] of [[o.dataDir, pass], [this.logsDir, 0o700], [join(o.dataDir, 'versions'), pass]] as const) {
+      mkdirSync(d, { recursive: true, mode });
+      chmodSync(d, mode);
+    }
+    this.accounts.checkReachable(join(o.dataDir, 'versions'));
+    await this.versions.secureUnpacked();
     // Downloads interrupted by a crash are never resumed.
     for (const name of readdirSync(join(o.dataDir, 'versions'))) {
       if (name.startsWith('.download-')) rmSync(join(o.dataDir, 'versions', name), { force: true });
@@ -97,6 +109,7 @@ export class Agent {
       driver: this.driver,
       ports: new PortAllocator(o.portRange ?? [20000, 29999]),
       versions: this.versions,
+      accounts: this.accounts,
       logsDir: this.logsDir,
       statePath: join(o.dataDir, 'state.json'),
       baseEnv: this.baseEnv,

@@ -5,6 +5,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { EnjinError, invalid } from '../core/errors.ts';
 import type { InstanceReport, InstanceSpec, Notification } from '../core/messages.ts';
 import type { InstanceCurrent, InstanceState } from '../core/model.ts';
+import type { AppAccounts } from './app-accounts.ts';
 import type { Driver, TaskExit, TaskHandle } from './drivers/driver.ts';
 import { loadLocalState, saveLocalState, type InstanceMode, type PersistedInstance } from './local-state.ts';
 import { tailLines } from './logs.ts';
@@ -26,6 +27,8 @@ export interface SupervisorOptions {
   driver: Driver;
   ports: PortAllocator;
   versions: VersionStore;
+  /** who instances run as, and their HOME */
+  accounts: AppAccounts;
   logsDir: string;
   statePath: string;
   /** environment every instance starts from (PATH, HOME, LANG, the agent's baseEnv) */
@@ -253,12 +256,13 @@ export class Supervisor {
       }
       m.port = port;
     }
-    const env: Record<string, string> = { ...this.o.baseEnv, ...spec.env };
-    if (spec.listens && m.port !== null) env.PORT = String(m.port);
-    this.logLine(m, `starting \`${spec.command}\`${env.PORT ? ` on port ${env.PORT}` : ''}`);
     let handle: TaskHandle;
     try {
-      handle = await this.o.driver.start({ id: spec.instanceId, command: spec.command, cwd: this.o.versions.path(spec.versionId), env, logPath: this.logPath(spec.instanceId) });
+      const account = this.o.accounts.forProject(spec.project);
+      const env: Record<string, string> = { ...this.o.baseEnv, HOME: account.home, ...spec.env };
+      if (spec.listens && m.port !== null) env.PORT = String(m.port);
+      this.logLine(m, `starting \`${spec.command}\`${env.PORT ? ` on port ${env.PORT}` : ''}`);
+      handle = await this.o.driver.start({ id: spec.instanceId, command: spec.command, cwd: this.o.versions.path(spec.versionId), env, logPath: this.logPath(spec.instanceId), uid: account.uid, gid: account.gid });
     } catch (err) {
       return this.fail(m, gen, kind, err as Error);
     }
@@ -550,6 +554,7 @@ export class Supervisor {
 }
 
 function describeExit(exit: TaskExit): string {
+  if (exit.oomKilled) return `was killed by ${exit.signal ?? 'the kernel'}: out of memory (over its memory limit)`;
   if (exit.signal) return `was killed by ${exit.signal}`;
   if (exit.code === null) return 'exited';
   return `exited with code ${exit.code}`;

@@ -2,14 +2,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, createWriteStream, existsSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { readdir, rm, writeFile, rename } from 'node:fs/promises';
+import { chmod, readdir, rm, stat, writeFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { EnjinError, invalid, notFound } from '../core/errors.ts';
 import type { VersionSpec } from '../core/messages.ts';
-import { unpackPackage } from '../artifact/unpack.ts';
+import { chownTree, unpackPackage } from '../artifact/unpack.ts';
+import type { AppAccounts } from './app-accounts.ts';
 import { readLog, tailLines } from './logs.ts';
 import { isAlive, readProcStat } from './drivers/process-tree.ts';
 
@@ -47,9 +48,13 @@ export class VersionStore {
   /** prepare commands under way, with the version each one prepares */
   private running = new Map<ChildProcess, string>();
 
-  constructor(dir: string, baseEnv: () => Record<string, string>) {
+  private readonly accounts: AppAccounts | null;
+
+  /** accounts: who prepare commands run as and who owns unpacked versions (absent: the agent's own user) */
+  constructor(dir: string, baseEnv: () => Record<string, string>, accounts: AppAccounts | null = null) {
     this.dir = dir;
     this.baseEnv = baseEnv;
+    this.accounts = accounts;
   }
 
   path(versionId: string): string {
@@ -96,10 +101,11 @@ export class VersionStore {
     const tarball = join(this.dir, `.download-${id}-${randomBytes(4).toString('hex')}.tar.gz`);
     // A directory without a marker is what an interrupted prepare left behind.
     await rm(dest, { recursive: true, force: true });
-    await writeFile(this.logPath(id), `fetching ${version.url}\n`);
+    // Prepare logs and markers are the agent's: no app reads another version's build output.
+    await writeFile(this.logPath(id), `fetching ${version.url}\n`, { mode: 0o600 });
     try {
       await this.download(version, tarball);
-      await unpackPackage(tarball, dest, version.sha256);
+      await unpackPackage(tarball, dest, version.sha256, undefined, this.accounts?.owner(version.project));
     } catch (err) {
       // The prepare log is where a user looks first: the reason belongs there too.
       await writeFile(this.logPath(id), `${(err as Error).message}\n`, { flag: 'a' });
@@ -109,13 +115,13 @@ export class VersionStore {
       await rm(tarball, { force: true });
     }
     try {
-      for (const command of version.prepare) await this.runCommand(id, command, dest, version.env);
+      for (const command of version.prepare) await this.runCommand(id, command, dest, version.env, version.project);
     } catch (err) {
       await rm(dest, { recursive: true, force: true });
       throw err;
     }
     const tmp = `${this.marker(id)}.tmp`;
-    await writeFile(tmp, JSON.stringify({ sha256: version.sha256, at: new Date().toISOString() }));
+    await writeFile(tmp, JSON.stringify({ sha256: version.sha256, at: new Date().toISOString() }), { mode: 0o600 });
     await rename(tmp, this.marker(id));
     return this.readPrepareLog(id);
   }
@@ -141,17 +147,20 @@ export class VersionStore {
         else cb(null, chunk);
       },
     });
-    await pipeline(Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>), guard, createWriteStream(to));
+    await pipeline(Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>), guard, createWriteStream(to, { mode: 0o600 }));
   }
 
-  private async runCommand(versionId: string, command: string, cwd: string, env: Record<string, string>): Promise<void> {
+  private async runCommand(versionId: string, command: string, cwd: string, env: Record<string, string>, project: string): Promise<void> {
     const logPath = this.logPath(versionId);
     await writeFile(logPath, `$ ${command}\n`, { flag: 'a' });
+    // As the app's user, in its own version directory (which it owns, so `npm ci` can write there).
+    const account = this.accounts?.forProject(project);
+    const user = account?.uid !== undefined ? { uid: account.uid, gid: account.gid } : {};
     const fd = openSync(logPath, 'a');
     let child: ChildProcess;
     try {
       // Own process group, so an agent shutdown can stop everything the command spawned.
-      child = spawn('sh', ['-c', command], { cwd, env: { ...this.baseEnv(), ...env }, detached: true, stdio: ['ignore', fd, fd] });
+      child = spawn('sh', ['-c', command], { cwd, env: { ...this.baseEnv(), ...(account ? { HOME: account.home } : {}), ...env }, detached: true, stdio: ['ignore', fd, fd], ...user });
     } finally {
       closeSync(fd);
     }
@@ -173,6 +182,24 @@ export class VersionStore {
     const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
     const tail = await tailLines(logPath);
     throw new EnjinError('prepare_failed', `prepare command \`${command}\` ${how}; last lines of its output:\n${tail}`, { status: 422 });
+  }
+
+  /**
+   * At agent start: versions unpacked before apps ran as their own user (root-owned, readable by all) are given to
+   * their app user and made private. Which project a version belongs to is not on disk, so this holds while one
+   * user runs all apps.
+   */
+  async secureUnpacked(): Promise<void> {
+    const owner = this.accounts?.owner('');
+    if (!owner) return;
+    for (const e of await readdir(this.dir, { withFileTypes: true }).catch(() => [])) {
+      if (!e.isDirectory() || e.name.startsWith('.')) continue;
+      const path = join(this.dir, e.name);
+      const s = await stat(path);
+      if (s.uid === owner.uid && (s.mode & 0o077) === 0) continue;
+      await chownTree(path, owner);
+      await chmod(path, 0o700);
+    }
   }
 
   /** Removes unpacked versions (and their markers and logs) that are neither in `keep` nor in `inUse`, nor being prepared. */

@@ -95,8 +95,10 @@ program
   .option('--domain <domain>', 'domain of generated hostnames SERVICE.PROJECT.DOMAIN', 'localhost')
   .option('--database-url <url>', 'use a PostgreSQL server instead of the embedded store')
   .addOption(new Option('--port-range <from-to>', 'ports given to instances').default('20000-29999'))
+  .option('--instance-memory <size>', 'memory limit of each instance, e.g. 512M or 2G, or off (default: 1G, or half the host\'s memory if less)')
   .action(async (o) => {
-    const { up } = await import('./up.ts');
+    const { up, parseMemorySize } = await import('./up.ts');
+    const instanceMemoryBytes = o.instanceMemory === undefined ? undefined : parseMemorySize(String(o.instanceMemory));
     const dataDir = resolve(globals().data ?? process.env.ENJIN_DATA ?? '.enjin');
     const [from, to] = String(o.portRange).split('-').map(Number);
     if (!(from > 0 && to >= from && to < 65536)) throw new EnjinError('invalid_request', `--port-range must look like 20000-29999 (got ${o.portRange})`);
@@ -106,7 +108,7 @@ program
     }
     const running = await up({
       dataDir, apiHost: o.apiHost, apiPort: o.apiPort, routerHost: o.routerHost, routerPort: o.routerPort, domain: o.domain,
-      databaseUrl: o.databaseUrl ?? process.env.ENJIN_DATABASE_URL, portRange: [from, to],
+      databaseUrl: o.databaseUrl ?? process.env.ENJIN_DATABASE_URL, portRange: [from, to], instanceMemoryBytes,
     });
     print({ api: running.apiUrl, router: `http://${o.routerHost}:${running.routerPort}`, data: dataDir, credentials: running.credentialsFile }, () => [
       `enjin is up`,

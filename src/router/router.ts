@@ -1,7 +1,7 @@
 // The router: one per node, an HTTP/1.1 + WebSocket reverse proxy by Host, fed route tables over the bus.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Bus, Subscription } from '../bus/bus.ts';
 import { invalid } from '../core/errors.ts';
@@ -83,7 +83,8 @@ export class Router implements ProxyHost {
     if (this.server !== null) throw new Error('router already started');
     this.stopping = false;
     this.since = new Date().toISOString();
-    await mkdir(this.opts.dataDir, { recursive: true });
+    await mkdir(this.opts.dataDir, { recursive: true, mode: 0o700 });
+    await chmod(this.opts.dataDir, 0o700);
     // The persisted table first: the router routes as soon as it listens, even with the controller down.
     const saved = await readRouteFile(this.routeFile);
     if (saved !== null) this.offer(saved, false);
