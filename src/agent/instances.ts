@@ -554,8 +554,7 @@ export class Supervisor {
 }
 
 function describeExit(exit: TaskExit): string {
-  if (exit.oomKilled) return `was killed by ${exit.signal ?? 'the kernel'}: out of memory (over its memory limit)`;
-  if (exit.signal) return `was killed by ${exit.signal}`;
-  if (exit.code === null) return 'exited';
-  return `exited with code ${exit.code}`;
+  const how = exit.signal ? `was killed by ${exit.signal}` : exit.code === null ? 'exited' : `exited with code ${exit.code}`;
+  // The kernel may have killed a child (the shell then exits 137): say why either way.
+  return exit.oomKilled ? `${how}: out of memory (the kernel killed a process of it over the instance's memory limit)` : how;
 }
