@@ -1,11 +1,11 @@
 // The agent: one per node; answers the controller's requests on the bus, supervises instances, and reports the node's state.
 import { randomUUID } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Bus, Subscription } from '../bus/bus.ts';
 import { invalid, notFound } from '../core/errors.ts';
 import { subjects, type AgentReply, type AgentRequest, type InstanceReport, type NodeInfo, type NodeStateUpdate, type Notification } from '../core/messages.ts';
-import { AppAccounts } from './app-accounts.ts';
+import { AppAccounts, appsDirFor } from './app-accounts.ts';
 import type { Driver } from './drivers/driver.ts';
 import { ProcessDriver } from './drivers/process.ts';
 import { Supervisor, type BackoffPolicy } from './instances.ts';
@@ -51,6 +51,11 @@ export class Agent {
   private readonly logsDir: string;
   private readonly baseEnv: Record<string, string>;
   private readonly accounts: AppAccounts;
+  /** where version directories and apps' HOMEs live (the agent's directory unless apps cannot pass through to it) */
+  private readonly appsDir: string;
+  private readonly versionsDir: string;
+  /** things the operator should know, one line each (e.g. apps' files kept outside the data directory) */
+  readonly notices: string[] = [];
   private supervisor: Supervisor | null = null;
   private subs: Subscription[] = [];
   private timers: NodeJS.Timeout[] = [];
@@ -78,8 +83,11 @@ export class Agent {
       LANG: process.env.LANG ?? 'C.UTF-8',
       ...(o.baseEnv ?? {}),
     };
-    this.accounts = new AppAccounts(join(o.dataDir, 'homes'), this.baseEnv.HOME);
-    this.versions = new VersionStore(join(o.dataDir, 'versions'), () => this.baseEnv, this.accounts);
+    this.appsDir = appsDirFor(o.dataDir);
+    if (this.appsDir !== o.dataDir) this.notices.push(`apps cannot pass through a directory above ${o.dataDir}: their versions and HOMEs are kept in ${this.appsDir}`);
+    this.versionsDir = join(this.appsDir, 'versions');
+    this.accounts = new AppAccounts(join(this.appsDir, 'homes'), this.baseEnv.HOME);
+    this.versions = new VersionStore(this.versionsDir, () => this.baseEnv, this.accounts);
   }
 
   async start(): Promise<void> {
@@ -89,15 +97,17 @@ export class Agent {
     // Private to the agent, except that an app user must pass through to its own version directory (which is its
     // own and private); logs, state and prepare logs stay the agent's.
     const pass = this.accounts.separate ? 0o711 : 0o700;
-    for (const [d, mode] of [[o.dataDir, pass], [this.logsDir, 0o700], [join(o.dataDir, 'versions'), pass]] as const) {
+    const dirs: Array<[string, number]> = [[o.dataDir, pass], [this.logsDir, 0o700], [this.appsDir, pass], [this.versionsDir, pass]];
+    if (this.appsDir !== o.dataDir) dirs.unshift([dirname(this.appsDir), pass]);
+    for (const [d, mode] of dirs) {
       mkdirSync(d, { recursive: true, mode });
       chmodSync(d, mode);
     }
-    this.accounts.checkReachable(join(o.dataDir, 'versions'));
+    this.accounts.checkReachable(this.versionsDir);
     await this.versions.secureUnpacked();
     // Downloads interrupted by a crash are never resumed.
-    for (const name of readdirSync(join(o.dataDir, 'versions'))) {
-      if (name.startsWith('.download-')) rmSync(join(o.dataDir, 'versions', name), { force: true });
+    for (const name of readdirSync(this.versionsDir)) {
+      if (name.startsWith('.download-')) rmSync(join(this.versionsDir, name), { force: true });
     }
     this.versions.reapOrphans();
     this.incarnation = randomUUID();

@@ -1,7 +1,8 @@
 // Who a project's processes (instances, prepare commands) run as, and the HOME they get: while enjin runs as root,
 // an unprivileged system user, so an app cannot read enjin's credentials, store or other apps' files.
+import { createHash } from 'node:crypto';
 import { chmodSync, chownSync, mkdirSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { EnjinError } from '../core/errors.ts';
 import { APP_USER, ensureSystemUser, type SystemUser } from './drivers/system-user.ts';
 import { checkId } from './versions.ts';
@@ -11,6 +12,26 @@ export interface AppAccount {
   uid?: number;
   gid?: number;
   home: string;
+}
+
+/**
+ * Where apps' files (version directories, HOMEs) live: in the agent's directory when an app user can pass through
+ * every directory above it; otherwise (enjin run as root from a private directory such as /root/app) under
+ * /var/lib/enjin, named after the agent's directory, rather than opening that private directory to apps.
+ */
+export function appsDirFor(agentDir: string): string {
+  if (process.getuid?.() !== 0) return agentDir;
+  const full = resolve(agentDir);
+  let passable = true;
+  for (let d = dirname(full); ; d = dirname(d)) {
+    try {
+      if (!(statSync(d).mode & 0o001)) passable = false;
+    } catch {
+      // not made yet: made by the agent, passable
+    }
+    if (d === dirname(d)) break;
+  }
+  return passable ? agentDir : join('/var/lib/enjin', `apps-${createHash('sha256').update(full).digest('hex').slice(0, 12)}`);
 }
 
 export class AppAccounts {

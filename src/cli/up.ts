@@ -93,6 +93,7 @@ export async function up(opts: UpOptions): Promise<RunningEnjin> {
     for (const line of driver.warnings) warn(`warning: ${line}`);
     const agent = new Agent({ nodeId: 'local', name: hostname(), bus, dataDir: join(dataDir, 'agent'), portRange: opts.portRange, driver });
     await agent.start();
+    for (const line of agent.notices) warn(`note: ${line}`);
     started.push(() => agent.stop({ stopInstances: true }));
 
     const router = new Router({ routerId: 'local', bus, dataDir: join(dataDir, 'router'), port: opts.routerPort, host: opts.routerHost });
