@@ -57,6 +57,8 @@ for (const mode of modes) {
     await eventually('the setsid child in its own session', () => readProcStat(pids[0].pid)?.sid === pids[0].pid);
     const members = await driver.processes(handle);
     assert.ok(members.includes(pids[0].pid), 'the detached child is one of the task\'s processes');
+    const stats = await driver.stats(handle);
+    assert.ok(stats && stats.processes >= 2 && stats.rssBytes > 0, JSON.stringify(stats));
     await driver.stop(handle, { timeoutMs: 5000 });
     for (const p of pids) assert.equal(isAlive(p.pid, p.startTime), false, `pid ${p.pid} survived the stop`);
     assert.deepEqual(await driver.processes(handle), []);
@@ -65,7 +67,7 @@ for (const mode of modes) {
 
 for (const mode of ['v1', 'v2'] as const) {
   const usable = root && detectCgroups(mode) !== null;
-  test(`cgroup ${mode}: destroy kills a double-forked daemon and a child forking in a loop, and removes the cgroup`, { skip: !usable && `no cgroup ${mode} here` }, async () => {
+  test(`cgroup ${mode}: destroy (by a restarted agent's driver) kills a double-forked daemon and a child forking in a loop, and removes the cgroup`, { skip: !usable && `no cgroup ${mode} here` }, async () => {
     const driver = new ProcessDriver({ cgroups: mode });
     const file = join(dir, `daemon-${mode}.pids`);
     // The daemon's parent exits at once: it belongs to no tree of the task any more, only to its cgroup.
@@ -76,7 +78,12 @@ for (const mode of ['v1', 'v2'] as const) {
     const pids = await pidsIn(file, 3);
     const daemonPid = pids.find((p) => readProcStat(p.pid)?.ppid !== handle.pid && p.pid !== handle.pid);
     assert.ok(daemonPid, 'the daemon left the task\'s tree');
-    await driver.destroy(handle);
+    // what a restarted agent has: the handle from its state file, and a driver that never started the task
+    const persisted = JSON.parse(JSON.stringify(handle)) as TaskHandle;
+    const restarted = new ProcessDriver({ cgroups: mode });
+    assert.equal(await restarted.recover(persisted), true);
+    assert.ok((await restarted.processes(persisted)).includes(daemonPid.pid), 'the cgroup is found again, daemon and all');
+    await restarted.destroy(persisted);
     for (const p of pids) assert.equal(isAlive(p.pid, p.startTime), false, `pid ${p.pid} survived destroy`);
     assert.deepEqual(await driver.processes(handle), []);
     for (const d of Object.values(handle.cgroup!.dirs)) assert.equal(existsSync(d), false, `${d} is gone`);
