@@ -29,11 +29,11 @@ export function cgroupFor(layout: CgroupLayout, id: string): CgroupRef {
   return { version: layout.version, dirs };
 }
 
-/** A ref read back from the agent's state file: only directories named like ours under a cgroup mount are trusted. */
+/** A ref read back from the agent's state file: only absolute directories named like ours (…/enjin/ID) are trusted. */
 export function isCgroupRef(x: unknown): x is CgroupRef {
   const r = x as CgroupRef;
   return Boolean(r) && (r.version === 1 || r.version === 2) && typeof r.dirs === 'object' && r.dirs !== null &&
-    Object.values(r.dirs).every((d) => typeof d === 'string' && d.startsWith('/sys/fs/cgroup/') && /\/enjin\/[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(d) && !d.includes('..'));
+    Object.values(r.dirs).every((d) => typeof d === 'string' && d.startsWith('/') && /\/enjin\/[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(d) && !d.includes('..'));
 }
 
 export class TaskCgroup {
