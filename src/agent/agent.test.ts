@@ -2,7 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +14,12 @@ import { Agent, type AgentOptions } from './agent.ts';
 import { readProcStat } from './drivers/process.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'enjin-agent-'));
+// As root, apps run as another user, who must pass through here to their version directories.
+chmodSync(root, 0o711);
+/** where the test's apps leave files for the test to read: they may not write anywhere else outside their directory */
+const drop = join(root, 'drop');
+mkdirSync(drop);
+chmodSync(drop, 0o1777);
 const TOKEN = 'secret-token';
 const node = JSON.stringify(process.execPath);
 
@@ -50,7 +56,7 @@ async function makePackage(name: string, files: Record<string, string>): Promise
 
 async function versionSpec(versionId: string, prepare: string[] = [], files: Record<string, string> = { 'server.cjs': SERVER_JS }): Promise<VersionSpec> {
   const pkg = await makePackage(versionId, files);
-  return { versionId, project: 'shop', sha256: pkg.sha256, size: pkg.size, url: pkg.url, token: TOKEN, prepare, env: { COUNT_FILE: join(root, `${versionId}.count`) } };
+  return { versionId, project: 'shop', sha256: pkg.sha256, size: pkg.size, url: pkg.url, token: TOKEN, prepare, env: { COUNT_FILE: join(drop, `${versionId}.count`) } };
 }
 
 before(async () => {
@@ -300,7 +306,7 @@ test('an instance killed with SIGKILL is restarted with backoff, and its restart
 test('stop escalates to SIGKILL for an instance that ignores SIGTERM, and reaches its children', async () => {
   const h = await startAgent();
   await h.rpc({ op: 'prepare', version: await versionSpec('ver_stubborn') });
-  const childFile = join(root, 'stubborn.child');
+  const childFile = join(drop, 'stubborn.child');
   const spec = instanceSpec('ver_stubborn', { listens: false, stopTimeout: 1, command: `trap '' TERM; sleep 300 & echo $! > ${childFile}; while :; do sleep 1; done` });
   const r = await startInstance(h, spec);
   const child = Number(readFileSync(childFile, 'utf8'));

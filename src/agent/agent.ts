@@ -1,12 +1,13 @@
 // The agent: one per node; answers the controller's requests on the bus, supervises instances, and reports the node's state.
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, rmSync, statfsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync, statfsSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { pino } from 'pino';
 import type { Bus, Subscription } from '../bus/bus.ts';
 import { invalid, nodeDiskFull, notFound } from '../core/errors.ts';
 import { subjects, type AgentReply, type AgentRequest, type InstanceReport, type NodeInfo, type NodeStateUpdate, type Notification } from '../core/messages.ts';
 import type { NodeDisk } from '../core/model.ts';
+import { AppAccounts, appsDirFor } from './app-accounts.ts';
 import type { Driver } from './drivers/driver.ts';
 import { ProcessDriver } from './drivers/process.ts';
 import { Supervisor, type BackoffPolicy } from './instances.ts';
@@ -67,6 +68,12 @@ export class Agent {
   private readonly logPump: LogPump;
   private readonly logs: InstanceLogs;
   private readonly baseEnv: Record<string, string>;
+  private readonly accounts: AppAccounts;
+  /** where version directories and apps' HOMEs live (the agent's directory unless apps cannot pass through to it) */
+  private readonly appsDir: string;
+  private readonly versionsDir: string;
+  /** things the operator should know, one line each (e.g. apps' files kept outside the data directory) */
+  readonly notices: string[] = [];
   private supervisor: Supervisor | null = null;
   private subs: Subscription[] = [];
   private timers: NodeJS.Timeout[] = [];
@@ -102,17 +109,32 @@ export class Agent {
       pump: this.logPump,
       onError: (instanceId, err) => this.notify({ kind: 'info', instanceId, message: `the log of instance ${instanceId} cannot be written (${err.code ?? err.message}); its output is dropped until it can` }),
     });
-    this.versions = new VersionStore(join(o.dataDir, 'versions'), () => this.baseEnv, { pump: this.logPump, logMaxBytes });
+    this.appsDir = appsDirFor(o.dataDir);
+    if (this.appsDir !== o.dataDir) this.notices.push(`apps cannot pass through a directory above ${o.dataDir}: their versions and HOMEs are kept in ${this.appsDir}`);
+    this.versionsDir = join(this.appsDir, 'versions');
+    this.accounts = new AppAccounts(join(this.appsDir, 'homes'), this.baseEnv.HOME);
+    this.versions = new VersionStore(this.versionsDir, () => this.baseEnv, { pump: this.logPump, logMaxBytes }, this.accounts);
   }
 
   async start(): Promise<void> {
     if (this.running) return;
     const o = this.o;
-    for (const d of [o.dataDir, this.logsDir, join(o.dataDir, 'versions')]) mkdirSync(d, { recursive: true });
+    await this.accounts.init();
+    // Private to the agent, except that an app user must pass through to its own version directory (which is its
+    // own and private); logs, state and prepare logs stay the agent's.
+    const pass = this.accounts.separate ? 0o711 : 0o700;
+    const dirs: Array<[string, number]> = [[o.dataDir, pass], [this.logsDir, 0o700], [this.appsDir, pass], [this.versionsDir, pass]];
+    if (this.appsDir !== o.dataDir) dirs.unshift([dirname(this.appsDir), pass]);
+    for (const [d, mode] of dirs) {
+      mkdirSync(d, { recursive: true, mode });
+      chmodSync(d, mode);
+    }
+    this.accounts.checkReachable(this.versionsDir);
+    await this.versions.secureUnpacked();
     this.checkDisk();
     // Downloads interrupted by a crash are never resumed.
-    for (const name of readdirSync(join(o.dataDir, 'versions'))) {
-      if (name.startsWith('.download-')) rmSync(join(o.dataDir, 'versions', name), { force: true });
+    for (const name of readdirSync(this.versionsDir)) {
+      if (name.startsWith('.download-')) rmSync(join(this.versionsDir, name), { force: true });
     }
     this.versions.reapOrphans();
     this.incarnation = randomUUID();
@@ -125,6 +147,7 @@ export class Agent {
       ports: new PortAllocator(o.portRange ?? [20000, 29999]),
       versions: this.versions,
       logs: this.logs,
+      accounts: this.accounts,
       statePath: join(o.dataDir, 'state.json'),
       baseEnv: this.baseEnv,
       backoff: { initialMs: 1000, maxMs: 60_000, resetAfterMs: 30_000, ...(o.backoff ?? {}) },
@@ -274,7 +297,8 @@ export class Agent {
   private checkDisk(): NodeDisk | null {
     let disk: NodeDisk;
     try {
-      const s = statfsSync(this.o.dataDir);
+      // Logs live in the data directory, versions may live apart (see app-accounts.ts): the fuller disk counts.
+      const [s] = [...new Set([this.o.dataDir, this.versionsDir])].map((dir) => statfsSync(dir)).sort((a, b) => a.bavail * a.bsize - b.bavail * b.bsize);
       const minFreeBytes = this.o.minFreeDiskBytes ?? 2 ** 30;
       const freeBytes = s.bavail * s.bsize;
       disk = { freeBytes, totalBytes: s.blocks * s.bsize, minFreeBytes, low: freeBytes < minFreeBytes };

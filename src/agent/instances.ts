@@ -3,12 +3,13 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { EnjinError, invalid } from '../core/errors.ts';
 import type { InstanceReport, InstanceSpec, Notification } from '../core/messages.ts';
 import type { InstanceCurrent, InstanceState } from '../core/model.ts';
+import type { AppAccounts } from './app-accounts.ts';
 import type { Driver, TaskExit, TaskHandle } from './drivers/driver.ts';
 import { loadLocalState, saveLocalState, type InstanceMode, type PersistedInstance } from './local-state.ts';
 import type { InstanceLogs } from './instance-logs.ts';
 import { tailLines } from './logs.ts';
 import { portIsFree, type PortAllocator } from './ports.ts';
-import { httpProbe, listenerInGroup, tcpProbe } from './probes.ts';
+import { httpProbe, listenerAmong, tcpProbe } from './probes.ts';
 import { checkId, type VersionStore } from './versions.ts';
 
 export interface BackoffPolicy {
@@ -27,6 +28,8 @@ export interface SupervisorOptions {
   versions: VersionStore;
   /** the instances' FIFOs and capped log files */
   logs: InstanceLogs;
+  /** who instances run as, and their HOME */
+  accounts: AppAccounts;
   statePath: string;
   /** environment every instance starts from (PATH, HOME, LANG, the agent's baseEnv) */
   baseEnv: Record<string, string>;
@@ -267,13 +270,14 @@ export class Supervisor {
       // A process the agent cannot record would be lost to a restart of the agent: start nothing until it can.
       return this.fail(m, gen, kind, this.stateUnwritable());
     }
-    const env: Record<string, string> = { ...this.o.baseEnv, ...spec.env };
-    if (spec.listens && m.port !== null) env.PORT = String(m.port);
-    this.logLine(m, `starting \`${spec.command}\`${env.PORT ? ` on port ${env.PORT}` : ''}`);
     let handle: TaskHandle;
     try {
+      const account = this.o.accounts.forProject(spec.project);
+      const env: Record<string, string> = { ...this.o.baseEnv, HOME: account.home, ...spec.env };
+      if (spec.listens && m.port !== null) env.PORT = String(m.port);
+      this.logLine(m, `starting \`${spec.command}\`${env.PORT ? ` on port ${env.PORT}` : ''}`);
       const output = this.o.logs.open(spec.instanceId);
-      handle = await this.o.driver.start({ id: spec.instanceId, command: spec.command, cwd: this.o.versions.path(spec.versionId), env, logPath: output });
+      handle = await this.o.driver.start({ id: spec.instanceId, command: spec.command, cwd: this.o.versions.path(spec.versionId), env, logPath: output, uid: account.uid, gid: account.gid });
     } catch (err) {
       return this.fail(m, gen, kind, err as Error);
     }
@@ -345,7 +349,7 @@ export class Supervisor {
       const left = deadline - Date.now();
       if (left <= 0) return 'timeout';
       const probeMs = Math.max(50, Math.min(2000, left));
-      const ours = listenerInGroup(run.handle.pid, m.port!) !== false;
+      const ours = listenerAmong(await this.o.driver.processes(run.handle), m.port!) !== false;
       const ok = ours && (spec.healthPath ? await httpProbe('127.0.0.1', m.port!, spec.healthPath, probeMs) : await tcpProbe('127.0.0.1', m.port!, probeMs));
       if (gen !== m.gen) return 'cancelled';
       if (run.exit) return 'exited';
@@ -593,7 +597,7 @@ export class Supervisor {
 }
 
 function describeExit(exit: TaskExit): string {
-  if (exit.signal) return `was killed by ${exit.signal}`;
-  if (exit.code === null) return 'exited';
-  return `exited with code ${exit.code}`;
+  const how = exit.signal ? `was killed by ${exit.signal}` : exit.code === null ? 'exited' : `exited with code ${exit.code}`;
+  // The kernel may have killed a child (the shell then exits 137): say why either way.
+  return exit.oomKilled ? `${how}: out of memory (the kernel killed a process of it over the instance's memory limit)` : how;
 }

@@ -56,6 +56,6 @@ export function loadLocalState(path: string): PersistedInstance[] {
 export function saveLocalState(path: string, instances: PersistedInstance[]): void {
   const tmp = `${path}.tmp`;
   const body: StateFile = { format: 1, instances };
-  writeFileSync(tmp, JSON.stringify(body, null, 1));
+  writeFileSync(tmp, JSON.stringify(body, null, 1), { mode: 0o600 });
   renameSync(tmp, path);
 }

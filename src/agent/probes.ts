@@ -3,7 +3,6 @@
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { groupMembers } from './drivers/process.ts';
 
 export function tcpProbe(host: string, port: number, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -59,25 +58,26 @@ function listeningInodes(port: number): Set<string> {
 }
 
 /**
- * Whether the socket listening on `port` belongs to a process of group `pgid`. A TCP connect alone cannot tell our
- * instance from anything else that took the port, and routing to the wrong listener is worse than waiting.
+ * Whether the socket listening on `port` belongs to one of `pids` (every process of the instance, whatever group or
+ * session it moved to: a daemonized child may be the listener). A TCP connect alone cannot tell our instance from
+ * anything else that took the port, and routing to the wrong listener is worse than waiting.
  * Returns null when /proc cannot say (then the probe alone decides).
  */
-export function listenerInGroup(pgid: number, port: number): boolean | null {
+export function listenerAmong(pids: number[], port: number): boolean | null {
   const inodes = listeningInodes(port);
   if (inodes.size === 0) return false;
   let readable = false;
-  for (const member of groupMembers(pgid)) {
+  for (const pid of pids) {
     let fds: string[];
     try {
-      fds = readdirSync(`/proc/${member.pid}/fd`);
+      fds = readdirSync(`/proc/${pid}/fd`);
       readable = true;
     } catch {
       continue;
     }
     for (const fd of fds) {
       try {
-        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${member.pid}/fd/${fd}`));
+        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
         if (m && inodes.has(m[1])) return true;
       } catch {
         // the fd closed while we looked

@@ -2,16 +2,17 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { readdir, rm, writeFile, rename } from 'node:fs/promises';
+import { chmod, readdir, rm, stat, writeFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { EnjinError, invalid, notFound } from '../core/errors.ts';
 import type { VersionSpec } from '../core/messages.ts';
-import { unpackPackage } from '../artifact/unpack.ts';
+import { chownTree, unpackPackage } from '../artifact/unpack.ts';
+import type { AppAccounts } from './app-accounts.ts';
 import { readLog, tailLines } from './logs.ts';
-import { isAlive, readProcStat } from './drivers/process.ts';
+import { isAlive, readProcStat } from './drivers/process-tree.ts';
 import type { LogPump } from './log-pump.ts';
 import { CappedLog } from './log-writer.ts';
 
@@ -60,11 +61,14 @@ export class VersionStore {
   private running = new Map<ChildProcess, string>();
 
   private readonly logs: PrepareLogOptions;
+  private readonly accounts: AppAccounts | null;
 
-  constructor(dir: string, baseEnv: () => Record<string, string>, logs: PrepareLogOptions) {
+  /** accounts: who prepare commands run as and who owns unpacked versions (absent: the agent's own user) */
+  constructor(dir: string, baseEnv: () => Record<string, string>, logs: PrepareLogOptions, accounts: AppAccounts | null = null) {
     this.dir = dir;
     this.baseEnv = baseEnv;
     this.logs = logs;
+    this.accounts = accounts;
   }
 
   path(versionId: string): string {
@@ -111,10 +115,11 @@ export class VersionStore {
     const tarball = join(this.dir, `.download-${id}-${randomBytes(4).toString('hex')}.tar.gz`);
     // A directory without a marker is what an interrupted prepare left behind.
     await rm(dest, { recursive: true, force: true });
-    await writeFile(this.logPath(id), `fetching ${version.url}\n`);
+    // Prepare logs and markers are the agent's: no app reads another version's build output.
+    await writeFile(this.logPath(id), `fetching ${version.url}\n`, { mode: 0o600 });
     try {
       await this.download(version, tarball);
-      await unpackPackage(tarball, dest, version.sha256);
+      await unpackPackage(tarball, dest, version.sha256, undefined, this.accounts?.owner(version.project));
     } catch (err) {
       // The prepare log is where a user looks first: the reason belongs there too.
       await writeFile(this.logPath(id), `${(err as Error).message}\n`, { flag: 'a' });
@@ -124,13 +129,13 @@ export class VersionStore {
       await rm(tarball, { force: true });
     }
     try {
-      for (const command of version.prepare) await this.runCommand(id, command, dest, version.env);
+      for (const command of version.prepare) await this.runCommand(id, command, dest, version.env, version.project);
     } catch (err) {
       await rm(dest, { recursive: true, force: true });
       throw err;
     }
     const tmp = `${this.marker(id)}.tmp`;
-    await writeFile(tmp, JSON.stringify({ sha256: version.sha256, at: new Date().toISOString() }));
+    await writeFile(tmp, JSON.stringify({ sha256: version.sha256, at: new Date().toISOString() }), { mode: 0o600 });
     await rename(tmp, this.marker(id));
     return this.readPrepareLog(id);
   }
@@ -156,17 +161,20 @@ export class VersionStore {
         else cb(null, chunk);
       },
     });
-    await pipeline(Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>), guard, createWriteStream(to));
+    await pipeline(Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>), guard, createWriteStream(to, { mode: 0o600 }));
   }
 
-  private async runCommand(versionId: string, command: string, cwd: string, env: Record<string, string>): Promise<void> {
+  private async runCommand(versionId: string, command: string, cwd: string, env: Record<string, string>, project: string): Promise<void> {
     const logPath = this.logPath(versionId);
     let logError: NodeJS.ErrnoException | null = null;
     // The agent is the parent here, so plain pipes do: the output goes through the same budget and cap as instances'.
     const log = new CappedLog(logPath, this.logs.logMaxBytes, (err) => { logError = err; });
     log.write(`$ ${command}\n`);
+    // As the app's user, in its own version directory (which it owns, so `npm ci` can write there).
+    const account = this.accounts?.forProject(project);
+    const user = account?.uid !== undefined ? { uid: account.uid, gid: account.gid } : {};
     // Own process group, so an agent shutdown can stop everything the command spawned.
-    const child: ChildProcess = spawn('sh', ['-c', command], { cwd, env: { ...this.baseEnv(), ...env }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child: ChildProcess = spawn('sh', ['-c', command], { cwd, env: { ...this.baseEnv(), ...(account ? { HOME: account.home } : {}), ...env }, detached: true, stdio: ['ignore', 'pipe', 'pipe'], ...user });
     const outputs = [child.stdout, child.stderr].filter((s) => s !== null).map((s) => this.logs.pump.pump(s, log));
     this.running.set(child, versionId);
     // Recorded on disk: if the agent dies, its next start finds and kills what this command left running.
@@ -192,6 +200,24 @@ export class VersionStore {
     const tail = await tailLines(logPath);
     const lost = logError ? ` (its log could not be written: ${(logError as NodeJS.ErrnoException).code ?? (logError as Error).message})` : '';
     throw new EnjinError('prepare_failed', `prepare command \`${command}\` ${how}${lost}; last lines of its output:\n${tail}`, { status: 422 });
+  }
+
+  /**
+   * At agent start: versions unpacked before apps ran as their own user (root-owned, readable by all) are given to
+   * their app user and made private. Which project a version belongs to is not on disk, so this holds while one
+   * user runs all apps.
+   */
+  async secureUnpacked(): Promise<void> {
+    const owner = this.accounts?.owner('');
+    if (!owner) return;
+    for (const e of await readdir(this.dir, { withFileTypes: true }).catch(() => [])) {
+      if (!e.isDirectory() || e.name.startsWith('.')) continue;
+      const path = join(this.dir, e.name);
+      const s = await stat(path);
+      if (s.uid === owner.uid && (s.mode & 0o077) === 0) continue;
+      await chownTree(path, owner);
+      await chmod(path, 0o700);
+    }
   }
 
   /** Removes unpacked versions (and their markers and logs) that are neither in `keep` nor in `inUse`, nor being prepared. */

@@ -1,6 +1,6 @@
 // Unpacks a verified package into a directory, all or nothing: checked first, extracted beside it, renamed into place.
 import { createHash, type Hash } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { chmod, lchown, mkdir, mkdtemp, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Transform } from 'node:stream';
 import { Unpack, type ReadEntry } from 'tar';
@@ -43,7 +43,7 @@ async function exists(path: string): Promise<boolean> {
  * All passes read the same open file. Extraction re-hashes what it reads and checks each entry against the
  * scan, so bytes that changed after the check are never put in place.
  */
-export async function unpackPackage(tarballPath: string, destDir: string, expectedSha256: string, opts?: PackageLimits): Promise<void> {
+export async function unpackPackage(tarballPath: string, destDir: string, expectedSha256: string, opts?: PackageLimits, owner?: Owner | null): Promise<void> {
   const limits = resolveLimits(opts);
   const dest = resolve(destDir);
   const expected = expectedSha256.toLowerCase();
@@ -64,8 +64,14 @@ export async function unpackPackage(tarballPath: string, destDir: string, expect
     const temp = await mkdtemp(join(dirname(dest), `.${basename(dest)}.unpacking-`));
     try {
       await extract(handle, temp, scan.entries, limits, tarballPath, expected);
-      // mkdtemp makes the directory private; the package root should read like any other directory in it.
-      await chmod(temp, 0o755);
+      if (owner) {
+        // Given to its app's user before it appears under its name, and private to that user: no other app reads it.
+        await chownTree(temp, owner);
+        await chmod(temp, 0o700);
+      } else {
+        // mkdtemp makes the directory private; the package root should read like any other directory in it.
+        await chmod(temp, 0o755);
+      }
       await rename(temp, dest);
     } catch (err) {
       await rm(temp, { recursive: true, force: true });
@@ -74,6 +80,21 @@ export async function unpackPackage(tarballPath: string, destDir: string, expect
     }
   } finally {
     await handle.close();
+  }
+}
+
+export interface Owner {
+  uid: number;
+  gid: number;
+}
+
+/** Gives `dir` and everything in it to `owner` (links themselves, never what they point to). */
+export async function chownTree(dir: string, owner: Owner): Promise<void> {
+  await lchown(dir, owner.uid, owner.gid);
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, e.name);
+    if (e.isDirectory()) await chownTree(path, owner);
+    else await lchown(path, owner.uid, owner.gid);
   }
 }
 

@@ -97,11 +97,13 @@ program
   .addOption(new Option('--port-range <from-to>', 'ports given to instances').default('20000-29999'))
   .addOption(new Option('--router-max-connections <n>', 'client connections the router accepts (default: from the descriptor limit)').argParser(toCount))
   .addOption(new Option('--min-free-disk <size>', 'below this much free disk for versions and logs the node warns and takes nothing new (e.g. 512M, 2G)').default('1G'))
+  .option('--instance-memory <size>', 'memory limit of each instance, e.g. 512M or 2G, or off (default: 1G, or half the host\'s memory if less)')
   .action(async (o) => {
     // First, so that every role started from here (and every child: router, instances) has the raised limit.
     const { raiseNofileLimit } = await import('../process/fd-limit.ts');
     process.stderr.write(`${raiseNofileLimit().message}\n`);
-    const { up } = await import('./up.ts');
+    const { up, parseMemorySize } = await import('./up.ts');
+    const instanceMemoryBytes = o.instanceMemory === undefined ? undefined : parseMemorySize(String(o.instanceMemory));
     const dataDir = resolve(globals().data ?? process.env.ENJIN_DATA ?? '.enjin');
     const [from, to] = String(o.portRange).split('-').map(Number);
     if (!(from > 0 && to >= from && to < 65536)) throw new EnjinError('invalid_request', `--port-range must look like 20000-29999 (got ${o.portRange})`);
@@ -112,7 +114,7 @@ program
     const running = await up({
       dataDir, apiHost: o.apiHost, apiPort: o.apiPort, routerHost: o.routerHost, routerPort: o.routerPort, domain: o.domain,
       databaseUrl: o.databaseUrl ?? process.env.ENJIN_DATABASE_URL, portRange: [from, to], routerMaxConnections: o.routerMaxConnections,
-      minFreeDiskBytes: parseSize('--min-free-disk', o.minFreeDisk),
+      minFreeDiskBytes: parseSize('--min-free-disk', o.minFreeDisk), instanceMemoryBytes,
     });
     print({ api: running.apiUrl, router: `http://${o.routerHost}:${running.routerPort}`, routerMaxConnections: running.routerMaxConnections, data: dataDir, credentials: running.credentialsFile }, () => [
       `enjin is up`,

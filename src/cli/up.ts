@@ -1,12 +1,13 @@
 // `enjin up`: controller, agent and router in one process on the embedded store and the in-process bus. This is the
 // one place the CLI composes components; everything else in the CLI goes through the API client.
-import { existsSync, mkdirSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
-import { hostname } from 'node:os';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node:fs';
+import { hostname, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { MemoryBus } from '../bus/memory.ts';
 import { Controller } from '../controller/controller.ts';
 import { buildApi } from '../controller/api/server.ts';
 import { Agent } from '../agent/agent.ts';
+import { ProcessDriver } from '../agent/drivers/process.ts';
 import { Router } from '../router/router.ts';
 import { openStore } from '../store/open.ts';
 import { readNofileLimit } from '../process/fd-limit.ts';
@@ -25,6 +26,30 @@ export interface UpOptions {
   routerMaxConnections?: number;
   /** the agent's free-disk threshold (bytes) for versions and logs */
   minFreeDiskBytes?: number;
+  /** memory limit of each instance, bytes; null: none; absent: defaultInstanceMemory() */
+  instanceMemoryBytes?: number | null;
+  /** one-line notices for the operator (stderr); default: written to stderr */
+  warn?: (line: string) => void;
+}
+
+/**
+ * 1 GiB, or half the host's memory if that is less: room for a typical web app (node, python: 100-500 MB) with its
+ * caches, while one runaway app cannot take the host, and enjin, down with it.
+ */
+export function defaultInstanceMemory(): number {
+  return Math.min(1024 ** 3, Math.floor(totalmem() / 2));
+}
+
+/** '512M', '1G', '1.5g', '800000k', a number of bytes, or 'off'/'0' for no limit. */
+export function parseMemorySize(text: string): number | null {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$/i.exec(text);
+  if (/^\s*(off|none)\s*$/i.test(text)) return null;
+  if (!m) throw new EnjinError('invalid_request', `--instance-memory must be a size such as 512M or 2G, or off (got ${JSON.stringify(text)})`);
+  const bytes = Math.floor(Number(m[1]) * 1024 ** ' kmgt'.indexOf(m[2].toLowerCase() || ' '));
+  if (bytes === 0) return null;
+  // Below this an app cannot even start its runtime; the kernel then kills it at once, which reads as a crash loop.
+  if (bytes < 16 * 1024 ** 2) throw new EnjinError('invalid_request', `--instance-memory must be at least 16M, or off (got ${text})`);
+  return bytes;
 }
 
 export interface RunningEnjin {
@@ -39,7 +64,12 @@ export interface RunningEnjin {
 
 export async function up(opts: UpOptions): Promise<RunningEnjin> {
   const dataDir = resolve(opts.dataDir);
+  const warn = opts.warn ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const root = process.getuid?.() === 0;
+  // Private to enjin; as root, apps (another user) may only pass through it to their own version directory.
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  chmodSync(dataDir, root ? 0o711 : 0o700);
+  if (!root) warn(`note: enjin is not running as root, so apps run as the current user (uid ${process.getuid?.()}) and can read what it can, including ${join(dataDir, 'credentials.json')}`);
   const store = await openStore({ dataDir, databaseUrl: opts.databaseUrl });
   const bus = new MemoryBus();
   // Stopped in reverse: router, agent (and its instances), API, controller, bus, store.
@@ -68,8 +98,11 @@ export async function up(opts: UpOptions): Promise<RunningEnjin> {
     const token = await adminToken(controller, credentialsFile);
     writeCredentials(credentialsFile, { api: controller.apiUrl, token });
 
-    const agent = new Agent({ nodeId: 'local', name: hostname(), bus, dataDir: join(dataDir, 'agent'), portRange: opts.portRange, minFreeDiskBytes: opts.minFreeDiskBytes });
+    const driver = new ProcessDriver({ memoryLimitBytes: opts.instanceMemoryBytes === undefined ? defaultInstanceMemory() : opts.instanceMemoryBytes });
+    for (const line of driver.warnings) warn(`warning: ${line}`);
+    const agent = new Agent({ nodeId: 'local', name: hostname(), bus, dataDir: join(dataDir, 'agent'), portRange: opts.portRange, driver, minFreeDiskBytes: opts.minFreeDiskBytes });
     await agent.start();
+    for (const line of agent.notices) warn(`note: ${line}`);
     started.push(() => agent.stop({ stopInstances: true }));
 
     const router = new Router({
@@ -111,7 +144,10 @@ async function adminToken(controller: Controller, file: string): Promise<string>
 
 function writeCredentials(file: string, creds: { api: string; token: string }): void {
   const tmp = `${file}.tmp`;
+  // A left-over temp file would keep its old mode: start from none.
+  rmSync(tmp, { force: true });
   writeFileSync(tmp, `${JSON.stringify(creds, null, 2)}\n`, { mode: 0o600 });
+  chmodSync(tmp, 0o600);
   renameSync(tmp, file);
 }
 

@@ -1,6 +1,6 @@
 // The controller: the only writer of desired state. Holds the working set in memory, turns reconciler plans into job
 // trees through one serialized applier, folds node reports into current state, and publishes routes.
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Bus } from '../bus/bus.ts';
 import { EnjinError, conflict, notFound } from '../core/errors.ts';
@@ -84,7 +84,9 @@ export class Controller implements ActionHost {
   }
 
   static async start(opts: ControllerOptions): Promise<Controller> {
-    mkdirSync(opts.dataDir, { recursive: true });
+    // package blobs: enjin's alone
+    mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+    chmodSync(opts.dataDir, 0o700);
     const snapshot = await opts.store.load();
     const c = new Controller(opts, new ControllerState(snapshot));
     if (!c.state.workspaceByName('default')) {

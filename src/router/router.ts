@@ -2,7 +2,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Bus, Subscription } from '../bus/bus.ts';
 import { invalid } from '../core/errors.ts';
@@ -100,7 +100,8 @@ export class Router implements ProxyHost {
     if (this.server !== null) throw new Error('router already started');
     this.stopping = false;
     this.since = new Date().toISOString();
-    await mkdir(this.opts.dataDir, { recursive: true });
+    await mkdir(this.opts.dataDir, { recursive: true, mode: 0o700 });
+    await chmod(this.opts.dataDir, 0o700);
     // The persisted table first: the router routes as soon as it listens, even with the controller down.
     const saved = await readRouteFile(this.routeFile);
     if (saved !== null) this.offer(saved, false);

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, statSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openStore } from './open.ts';
@@ -17,6 +17,8 @@ test('a new embedded store is built aside and moved into place; leftovers of a c
     await store.close();
     assert.ok(existsSync(join(dir, 'store', 'PG_VERSION')));
     assert.ok(!existsSync(join(dir, 'store.creating')));
+    // every token and secret is in there: enjin's alone
+    assert.equal(statSync(join(dir, 'store')).mode & 0o777, 0o700);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1,5 +1,5 @@
 // Opens the store: embedded PGlite in the data directory by default, a PostgreSQL server when given a URL; migrated either way.
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { chmod, mkdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -55,12 +55,15 @@ await db.close();`;
     throw new Error(`creating the store failed${stderr ? `: ${stderr.split('\n').slice(-3).join(' ')}` : ''}`, { cause: err });
   }
   await rm(storeDir, { recursive: true, force: true });
+  await chmod(building, 0o700);
   await rename(building, storeDir);
 }
 
 async function openPGlite(dataDir: string): Promise<Store> {
   const storeDir = join(dataDir, 'store');
-  await mkdir(storeDir, { recursive: true });
+  // The store holds every token and secret: enjin's alone.
+  await mkdir(storeDir, { recursive: true, mode: 0o700 });
+  await chmod(storeDir, 0o700);
   const lock = await lockDataDir(dataDir, join(dataDir, 'store.lock'));
   let db: Kysely<Database> | undefined;
   try {

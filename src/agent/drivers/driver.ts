@@ -2,7 +2,7 @@
 
 /** Everything a driver needs to run one task. */
 export interface TaskConfig {
-  /** the instance id, for naming (logs, containers, cgroups later) */
+  /** the instance id, for naming (logs, containers, its cgroup) */
   id: string;
   /** shell command, run with `sh -c` */
   command: string;
@@ -14,7 +14,7 @@ export interface TaskConfig {
    * SIGPIPE while the agent is away), or a plain file the task appends to itself.
    */
   logPath: string;
-  /** reserved for running as a project's own UNIX user; not honoured yet */
+  /** the UNIX user and group the task runs as (the agent's own when absent); supplementary groups are dropped */
   uid?: number;
   gid?: number;
 }
@@ -28,12 +28,16 @@ export interface TaskHandle {
   pid: number;
   /** start time of `pid` (clock ticks after boot, /proc/PID/stat field 22): tells our process from a re-used pid */
   startTime: number;
+  /** the cgroup holding every process of the task, where the driver made one (absent: its process tree is tracked) */
+  cgroup?: { version: 1 | 2; dirs: Record<string, string> };
 }
 
 export interface TaskExit {
   /** null when killed by a signal, or when the exit status could not be observed (a re-adopted process) */
   code: number | null;
   signal: string | null;
+  /** the kernel killed a process of the task because the task went over its memory limit */
+  oomKilled?: boolean;
 }
 
 export interface TaskStatus {
@@ -65,4 +69,6 @@ export interface Driver {
   /** null when the task is not running */
   stats(handle: TaskHandle): Promise<TaskStats | null>;
   signal(handle: TaskHandle, signal: NodeJS.Signals): Promise<void>;
+  /** Pids of every live process of the task, including children that left its process group or session. */
+  processes(handle: TaskHandle): Promise<number[]>;
 }

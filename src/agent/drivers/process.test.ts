@@ -44,7 +44,10 @@ test('runs sh -c in cwd with the given env, logging to an append-mode file, and 
   const exit = await driver.wait(handle);
   assert.deepEqual(exit, { code: 3, signal: null });
   assert.equal(readFileSync(join(dir, 'echo.log'), 'utf8'), `hello from ${dir}\noops\n`);
-  await startTask(driver, 'echo', 'echo again').then((h) => driver.wait(h));
+  await driver.destroy(handle); // releases its cgroup
+  const again = await startTask(driver, 'echo', 'echo again');
+  await driver.wait(again);
+  await driver.destroy(again);
   assert.match(readFileSync(join(dir, 'echo.log'), 'utf8'), /oops\nagain\n$/);
 });
 

@@ -1,69 +1,24 @@
-// The process driver: runs an instance as `sh -c COMMAND` in its own process group, logging straight to a file, recoverable after an agent restart.
+// The process driver: runs an instance as `sh -c COMMAND` as the app's user, in a cgroup of its own where the host
+// has cgroups (else tracking its process tree), logging straight to a file, recoverable after an agent restart.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, constants, mkdirSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, constants, mkdirSync, openSync, readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
+import type { Writable } from 'node:stream';
 import { EnjinError } from '../../core/errors.ts';
+import { detectCgroups, type CgroupLayout, type CgroupMode } from './cgroup-layout.ts';
 import type { Driver, TaskConfig, TaskExit, TaskHandle, TaskStats, TaskStatus } from './driver.ts';
+import { isAlive, killTree, readProcStat, taskTree } from './process-tree.ts';
+import { cgroupFor, isCgroupRef, TaskCgroup } from './task-cgroup.ts';
 
-export interface ProcStat {
-  pid: number;
-  /** R, S, D, Z (zombie), X (dead), … */
-  state: string;
-  ppid: number;
-  pgid: number;
-  /** clock ticks */
-  utime: number;
-  stime: number;
-  /** clock ticks after boot (field 22) */
-  startTime: number;
-}
+export { groupMembers, isAlive, readProcStat, type ProcStat } from './process-tree.ts';
 
-/** Reads /proc/PID/stat; null if there is no such process. */
-export function readProcStat(pid: number): ProcStat | null {
-  let text: string;
-  try {
-    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return null;
-  }
-  // The command name (field 2) is in parentheses and may itself contain spaces and ')': split after the last ')'.
-  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  return {
-    pid,
-    state: rest[0],
-    ppid: Number(rest[1]),
-    pgid: Number(rest[2]),
-    utime: Number(rest[11]),
-    stime: Number(rest[12]),
-    startTime: Number(rest[19]),
-  };
-}
-
-const gone = (s: ProcStat | null): boolean => s === null || s.state === 'Z' || s.state === 'X';
-
-/** True if `pid` is a live process started at `startTime` (so not a re-used pid, and not a zombie). */
-export function isAlive(pid: number, startTime: number): boolean {
-  const s = readProcStat(pid);
-  return !gone(s) && s!.startTime === startTime;
-}
-
-/** Live (non-zombie) members of process group `pgid`. */
-export function groupMembers(pgid: number): ProcStat[] {
-  try {
-    process.kill(-pgid, 0);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return [];
-  }
-  // kill(0) also succeeds for a group of unreaped zombies (whose parent may never reap them), so look closer.
-  const out: ProcStat[] = [];
-  for (const name of readdirSync('/proc')) {
-    const pid = Number(name);
-    if (!Number.isInteger(pid) || pid <= 0) continue;
-    const s = readProcStat(pid);
-    if (s && s.pgid === pgid && !gone(s)) out.push(s);
-  }
-  return out;
-}
+/**
+ * The task starts as this wrapper, already as the app's user, and waits on fd 3 until the agent has put its pid in
+ * the task's cgroup; only then does it run the app's command (exec: same pid). So no process of the app ever runs
+ * outside the cgroup, without giving the app's user write access to any cgroup file. A wrapper whose agent died
+ * before saying "go" exits without running anything.
+ */
+const GATE = 'IFS= read -r __enjin_gate <&3; exec 3<&-; [ "$__enjin_gate" = go ] || exit 125; unset __enjin_gate; exec sh -c "$1"';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -73,17 +28,49 @@ interface Child {
   waiters: number;
 }
 
+export interface ProcessDriverOptions {
+  /** how often a re-adopted process (not our child, so no exit event) is checked */
+  pollMs?: number;
+  /** how to track an instance's processes: 'auto' picks the host's cgroups; 'off' walks the process tree */
+  cgroups?: CgroupMode;
+  /** memory limit per instance, bytes; null or 0: none. Needs a cgroup with the memory controller. */
+  memoryLimitBytes?: number | null;
+}
+
 export class ProcessDriver implements Driver {
   readonly name = 'process';
-  /** how often a re-adopted process (not our child, so no exit event) is checked */
   private readonly pollMs: number;
+  private readonly layout: CgroupLayout | null;
+  /** the memory limit actually applied to each instance (null: none) */
+  readonly memoryLimitBytes: number | null;
+  /** how processes are tracked: 'cgroup-v1', 'cgroup-v2' or 'process-tree' */
+  readonly tracking: string;
+  /** what the operator should know about isolation on this host (e.g. a memory limit that cannot be applied) */
+  readonly warnings: string[] = [];
   private children = new Map<string, Child>();
 
-  constructor(opts: { pollMs?: number } = {}) {
+  constructor(opts: ProcessDriverOptions = {}) {
     this.pollMs = opts.pollMs ?? 500;
+    this.layout = detectCgroups(opts.cgroups ?? 'auto');
+    this.tracking = this.layout ? `cgroup-v${this.layout.version}` : 'process-tree';
+    const wanted = opts.memoryLimitBytes || null;
+    this.memoryLimitBytes = wanted !== null && this.layout?.memory ? wanted : null;
+    if (wanted !== null && this.memoryLimitBytes === null) {
+      this.warnings.push(`no cgroup with a memory controller is available to this process (${this.layout ? `cgroup v${this.layout.version} without memory` : 'no cgroups: not root, or none mounted'}): instances run without a memory limit`);
+    }
+    if (!this.layout && opts.cgroups !== 'off' && process.getuid?.() === 0) {
+      this.warnings.push('no usable cgroup: an instance\'s processes are tracked by walking its process tree, and a child that detaches twice (a daemon) can outlive it');
+    }
   }
 
   async start(config: TaskConfig): Promise<TaskHandle> {
+    const cgroup = this.layout ? new TaskCgroup(cgroupFor(this.layout, config.id)) : null;
+    try {
+      await cgroup?.create(this.memoryLimitBytes);
+    } catch (err) {
+      throw new EnjinError('spawn_failed', `could not make the cgroup of ${config.id}: ${(err as Error).message}`, { status: 500, cause: err });
+    }
+    const oomBefore = cgroup?.oomKills() ?? 0;
     mkdirSync(dirname(config.logPath), { recursive: true });
     // A FIFO the agent reads is opened read-write: the process then also holds a read end, so it never gets
     // EPIPE/SIGPIPE while no agent reads; its writes block once the pipe is full (see agent/instance-logs.ts).
@@ -92,12 +79,14 @@ export class ProcessDriver implements Driver {
     const fd = statSync(config.logPath, { throwIfNoEntry: false })?.isFIFO() ? openSync(config.logPath, constants.O_RDWR) : openSync(config.logPath, 'a');
     let child: ChildProcess;
     try {
-      child = spawn('sh', ['-c', config.command], {
+      child = spawn('sh', ['-c', GATE, 'enjin-task', config.command], {
         cwd: config.cwd,
         env: config.env,
-        // its own process group, so stop reaches everything it spawned, and it survives the agent
+        // its own process group, so signals reach what it spawned, and it survives the agent
         detached: true,
-        stdio: ['ignore', fd, fd],
+        stdio: ['ignore', fd, fd, 'pipe'],
+        ...(config.uid !== undefined ? { uid: config.uid } : {}),
+        ...(config.gid !== undefined ? { gid: config.gid } : {}),
       });
     } finally {
       closeSync(fd);
@@ -105,19 +94,33 @@ export class ProcessDriver implements Driver {
     const pid = child.pid;
     if (pid === undefined) {
       const err = await new Promise<Error>((resolve) => child.once('error', resolve));
+      cgroup?.remove();
       throw new EnjinError('spawn_failed', `could not start \`${config.command}\`: ${err.message}`, { status: 500, cause: err });
     }
+    const gate = child.stdio[3] as Writable;
+    gate.on('error', () => {}); // a wrapper that died early closes its end; its exit says the rest
     // Not yet reaped (that needs a turn of the event loop), so its stat is readable even if it already exited.
     const stat = readProcStat(pid);
-    if (!stat) throw new EnjinError('spawn_failed', `process ${pid} vanished before it could be recorded; is /proc mounted?`, { status: 500 });
+    try {
+      if (!stat) throw new Error(`process ${pid} vanished before it could be recorded; is /proc mounted?`);
+      cgroup?.join(pid);
+    } catch (err) {
+      child.kill('SIGKILL');
+      await cgroup?.kill();
+      cgroup?.remove();
+      throw new EnjinError('spawn_failed', `could not start \`${config.command}\`: ${(err as Error).message}`, { status: 500, cause: err });
+    }
+    gate.end('go\n');
     // The agent must be free to exit (or crash) without waiting for its instances.
     child.unref();
+    (gate as unknown as { unref?: () => void }).unref?.();
     const exited = new Promise<TaskExit>((resolve) => {
-      child.once('exit', (code, signal) => resolve({ code, signal }));
+      child.once('exit', (code, signal) => resolve({ code, signal, ...(cgroup && cgroup.oomKills() > oomBefore ? { oomKilled: true } : {}) }));
     });
     child.on('error', () => {}); // errors after spawn (e.g. kill of a gone process) are seen through exit
-    this.children.set(`${pid}:${stat.startTime}`, { child, exited, waiters: 0 });
-    return { driver: this.name, pid, startTime: stat.startTime };
+    const handle: TaskHandle = { driver: this.name, pid, startTime: stat!.startTime, ...(cgroup ? { cgroup: cgroup.ref } : {}) };
+    this.children.set(key(handle), { child, exited, waiters: 0 });
+    return handle;
   }
 
   async recover(handle: TaskHandle): Promise<boolean> {
@@ -158,21 +161,27 @@ export class ProcessDriver implements Driver {
   }
 
   async stop(handle: TaskHandle, opts: { timeoutMs: number; signal?: NodeJS.Signals }): Promise<void> {
-    if (this.signalGroup(handle, opts.signal ?? 'SIGTERM')) {
-      // Wait for the whole group, not just the leader: a shell may die at once while its child shuts down cleanly.
+    // Every process of the task is asked, not just its group: a child that called setsid is still the app's.
+    const asked = this.signalAll(handle, opts.signal ?? 'SIGTERM');
+    if (asked) {
       const deadline = Date.now() + opts.timeoutMs;
       let delay = 20;
-      while (groupMembers(handle.pid).length && Date.now() < deadline) {
+      while (this.members(handle).length && Date.now() < deadline) {
         await sleep(Math.min(delay, Math.max(1, deadline - Date.now())));
         delay = Math.min(delay * 2, 200);
       }
-      await this.kill(handle);
     }
-    this.children.delete(key(handle));
+    await this.destroy(handle);
   }
 
   async destroy(handle: TaskHandle): Promise<void> {
-    await this.kill(handle);
+    const cgroup = this.cgroupOf(handle);
+    if (cgroup) {
+      await cgroup.kill();
+      cgroup.remove();
+    } else {
+      await killTree(handle.pid, handle.startTime);
+    }
     this.children.delete(key(handle));
   }
 
@@ -182,49 +191,58 @@ export class ProcessDriver implements Driver {
 
   async stats(handle: TaskHandle): Promise<TaskStats | null> {
     if (!isAlive(handle.pid, handle.startTime)) return null;
-    let rssBytes = 0;
-    let ticks = 0;
-    const members = groupMembers(handle.pid);
-    for (const m of members) {
-      ticks += m.utime + m.stime;
+    const pids = this.members(handle);
+    const cgroup = this.cgroupOf(handle);
+    let rssBytes = cgroup?.memoryBytes() ?? null;
+    let cpuSeconds = cgroup?.cpuSeconds() ?? null;
+    if (rssBytes === null || cpuSeconds === null) {
+      let rss = 0;
+      let ticks = 0;
+      for (const pid of pids) {
+        const s = readProcStat(pid);
+        if (s) ticks += s.utime + s.stime;
+        try {
+          const kb = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+          if (kb) rss += Number(kb[1]) * 1024;
+        } catch {
+          // exited meanwhile
+        }
+      }
+      rssBytes ??= rss;
+      // USER_HZ is 100 on every Linux the agent runs on (the kernel fixes it for user space).
+      cpuSeconds ??= ticks / 100;
+    }
+    return { rssBytes, cpuSeconds, processes: pids.length };
+  }
+
+  async signal(handle: TaskHandle, signal: NodeJS.Signals): Promise<void> {
+    this.signalAll(handle, signal);
+  }
+
+  async processes(handle: TaskHandle): Promise<number[]> {
+    return this.members(handle);
+  }
+
+  private cgroupOf(handle: TaskHandle): TaskCgroup | null {
+    return isCgroupRef(handle.cgroup) ? new TaskCgroup(handle.cgroup) : null;
+  }
+
+  private members(handle: TaskHandle): number[] {
+    const cgroup = this.cgroupOf(handle);
+    return cgroup ? cgroup.pids() : taskTree(handle.pid, handle.startTime).map((s) => s.pid);
+  }
+
+  /** Signals every process of the task; false if nothing of it is left. */
+  private signalAll(handle: TaskHandle, signal: NodeJS.Signals): boolean {
+    const pids = this.members(handle);
+    for (const pid of pids) {
       try {
-        const status = readFileSync(`/proc/${m.pid}/status`, 'utf8');
-        const kb = /^VmRSS:\s+(\d+) kB/m.exec(status);
-        if (kb) rssBytes += Number(kb[1]) * 1024;
+        process.kill(pid, signal);
       } catch {
         // exited meanwhile
       }
     }
-    // USER_HZ is 100 on every Linux the agent runs on (the kernel fixes it for user space).
-    return { rssBytes, cpuSeconds: ticks / 100, processes: members.length };
-  }
-
-  async signal(handle: TaskHandle, signal: NodeJS.Signals): Promise<void> {
-    this.signalGroup(handle, signal);
-  }
-
-  /** SIGKILL to the group, then wait (bounded) until it is empty. */
-  private async kill(handle: TaskHandle): Promise<void> {
-    if (!this.signalGroup(handle, 'SIGKILL')) return;
-    const deadline = Date.now() + 10_000;
-    while (groupMembers(handle.pid).length && Date.now() < deadline) await sleep(20);
-  }
-
-  /**
-   * Signals the task's process group if it is still ours; false if nothing of it is left. The leader's pid names
-   * the group; the kernel does not reuse that number while any member is alive, so the group is ours if its leader
-   * is our process, or if the leader is gone and no other process has taken its pid.
-   */
-  private signalGroup(handle: TaskHandle, signal: NodeJS.Signals): boolean {
-    const leader = readProcStat(handle.pid);
-    if (leader && leader.startTime !== handle.startTime) return false;
-    try {
-      process.kill(-handle.pid, signal);
-      return true;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
-      throw err;
-    }
+    return pids.length > 0;
   }
 }
 
