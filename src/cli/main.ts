@@ -87,7 +87,7 @@ async function followJob(c: EnjinClient, jobId: string): Promise<JobTree> {
 
 program
   .command('up')
-  .description('run controller, agent and router in this process, on an embedded store (Ctrl-C stops all of it)')
+  .description('run controller and agent in this process and the router in a child process, on an embedded store (Ctrl-C stops all of it)')
   .addOption(new Option('--api-port <port>', 'API port').default(7070).argParser(toPort))
   .addOption(new Option('--router-port <port>', 'router (HTTP) port').default(8080).argParser(toPort))
   .option('--api-host <host>', 'address the API listens on', '127.0.0.1')
