@@ -304,6 +304,10 @@ export class SqlStore implements Store {
       if (filter.rootsOnly) query = query.where('parent_id', 'is', null);
       if (filter.states && filter.states.length > 0) query = query.where('state', 'in', filter.states);
       if (tags) query = query.where(sql<boolean>`tags @> ${JSON.stringify(tags)}::jsonb`);
+      // The same condition in the form the ordered per-tag indexes (migration 0002) can serve.
+      for (const tag of ['project', 'service', 'node'] as const) {
+        if (tags?.[tag] !== undefined) query = query.where(sql<boolean>`tags ->> ${sql.lit(tag)} = ${tags[tag]}`);
+      }
       if (filter.before !== undefined) {
         // Row comparison against the stored values, so the cursor's timestamp never round-trips through JS.
         query = query.where(sql<boolean>`(created_at, id) < (select b.created_at, b.id from jobs b where b.id = ${filter.before})`);
