@@ -87,7 +87,7 @@ async function followJob(c: EnjinClient, jobId: string): Promise<JobTree> {
 
 program
   .command('up')
-  .description('run controller, agent and router in this process, on an embedded store (Ctrl-C stops all of it)')
+  .description('run controller and agent in this process and the router in a child process, on an embedded store (Ctrl-C stops all of it)')
   .addOption(new Option('--api-port <port>', 'API port').default(7070).argParser(toPort))
   .addOption(new Option('--router-port <port>', 'router (HTTP) port').default(8080).argParser(toPort))
   .option('--api-host <host>', 'address the API listens on', '127.0.0.1')
@@ -275,14 +275,22 @@ const jobs = program.command('jobs').description('list job trees; `jobs show ID`
   .option('--version <v>', 'only jobs about this version, e.g. v3')
   .option('--node <id>', 'only jobs on this node')
   .option('--state <states>', 'only these states, comma-separated (waiting,running,succeeded,failed,aborted)')
-  .addOption(new Option('-n, --limit <n>', 'how many').default(20).argParser(toCount))
-  .action(async (o: { project?: string; service?: string; version?: string; node?: string; state?: string; limit: number }) => {
+  .addOption(new Option('-n, --limit <n>', 'how many (at most 500)').default(20).argParser(toCount))
+  .option('--before <id>', 'the page after this job (the id the previous page ends with)')
+  .action(async (o: { project?: string; service?: string; version?: string; node?: string; state?: string; limit: number; before?: string }) => {
     const c = client();
-    const { jobs: list } = await c.jobs({ project: o.project, service: o.service, version: o.version, node: o.node, state: o.state?.split(',') as never, limit: o.limit });
-    print({ jobs: list }, () => list.length ? table([
-      ['ID', 'STATE', 'WHAT', 'PROJECT', 'STARTED', 'TOOK'],
-      ...list.map((j) => [j.id, j.state, j.title, j.tags.project ?? '', ago(j.createdAt), duration(j)]),
-    ]) : 'no jobs');
+    const { jobs: list, next } = await c.jobs({ project: o.project, service: o.service, version: o.version, node: o.node, state: o.state?.split(',') as never, limit: o.limit, before: o.before });
+    print({ jobs: list, next }, () => {
+      if (!list.length) return o.before ? 'no older jobs' : 'no jobs';
+      const rows = table([
+        ['ID', 'STATE', 'WHAT', 'PROJECT', 'STARTED', 'TOOK'],
+        ...list.map((j) => [j.id, j.state, j.title, j.tags.project ?? '', ago(j.createdAt), duration(j)]),
+      ]);
+      if (next === null) return rows;
+      // The same command with the cursor: filters and page size stay as given.
+      const args = process.argv.slice(2).filter((a, i, all) => a !== '--before' && all[i - 1] !== '--before' && !a.startsWith('--before='));
+      return `${rows}\nmore: enjin ${args.join(' ')} --before ${next}`;
+    });
   });
 
 jobs.command('show <id>')

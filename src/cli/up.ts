@@ -1,5 +1,5 @@
-// `enjin up`: controller, agent and router in one process on the embedded store and the in-process bus. This is the
-// one place the CLI composes components; everything else in the CLI goes through the API client.
+// `enjin up`: controller and agent in this process, the router in a child process bridged to the same in-process bus,
+// on the embedded store. This is the one place the CLI composes components; everything else goes through the API client.
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node:fs';
 import { hostname, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -8,7 +8,7 @@ import { Controller } from '../controller/controller.ts';
 import { buildApi } from '../controller/api/server.ts';
 import { Agent } from '../agent/agent.ts';
 import { ProcessDriver } from '../agent/drivers/process.ts';
-import { Router } from '../router/router.ts';
+import { RouterProcess } from './up-router.ts';
 import { openStore } from '../store/open.ts';
 import { readNofileLimit } from '../process/fd-limit.ts';
 import { EnjinError } from '../core/errors.ts';
@@ -105,19 +105,21 @@ export async function up(opts: UpOptions): Promise<RunningEnjin> {
     for (const line of agent.notices) warn(`note: ${line}`);
     started.push(() => agent.stop({ stopInstances: true }));
 
-    const router = new Router({
-      routerId: 'local', bus, dataDir: join(dataDir, 'router'), port: opts.routerPort, host: opts.routerHost,
-      limits: { maxConnections: opts.routerMaxConnections },
-    });
+    // Its own process: API load on this event loop never delays a routed request, and a full router cannot take the
+    // API's descriptors.
+    let router: RouterProcess;
     try {
-      await router.start();
+      router = await RouterProcess.start(bus, {
+        routerId: 'local', dataDir: join(dataDir, 'router'), port: opts.routerPort, host: opts.routerHost,
+        limits: { maxConnections: opts.routerMaxConnections },
+      });
     } catch (err) {
       throw portInUse(err, 'router', opts.routerPort, '--router-port');
     }
     started.push(() => router.stop());
     controller.ready = true;
 
-    return { apiUrl: controller.apiUrl, routerPort: router.port, routerMaxConnections: router.limits.maxConnections, token, credentialsFile, stop: stopAll };
+    return { apiUrl: controller.apiUrl, routerPort: router.port, routerMaxConnections: router.maxConnections, token, credentialsFile, stop: stopAll };
   } catch (err) {
     await stopAll();
     throw err;

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { EnjinError } from '../core/errors.ts';
 import type { Job, JobState } from '../core/model.ts';
-import type { InstanceView, JobTreeView, ProjectView, VersionView } from '../core/api.ts';
+import type { InstanceView, JobPageView, JobTreeView, ProjectView, VersionView } from '../core/api.ts';
 
 export type { InstanceView, ProjectView, VersionView } from '../core/api.ts';
 export type JobTree = JobTreeView;
@@ -97,8 +97,9 @@ export class EnjinClient {
     return this.call('GET', `/v1/projects/${enc(project)}/logs${query(q)}`);
   }
 
-  jobs(q: { project?: string; service?: string; version?: string; node?: string; state?: JobState[]; limit?: number } = {}): Promise<{ jobs: Job[] }> {
-    return this.call('GET', `/v1/jobs${query({ project: q.project, service: q.service, version: q.version, node: q.node, state: q.state?.join(','), limit: q.limit })}`);
+  /** One page, newest first; pass the answer's `next` as `before` for the following one. */
+  jobs(q: { project?: string; service?: string; version?: string; node?: string; state?: JobState[]; limit?: number; before?: string } = {}): Promise<JobPageView> {
+    return this.call('GET', `/v1/jobs${query({ project: q.project, service: q.service, version: q.version, node: q.node, state: q.state?.join(','), limit: q.limit, before: q.before })}`);
   }
 
   job(id: string, logs = true): Promise<{ job: JobTree }> {

@@ -10,6 +10,7 @@ import { subjects, type InstanceReport, type NodeStateUpdate, type Notification 
 import type { Store } from '../store/store.ts';
 import { NodeStateReceiver } from '../sync/node-state.ts';
 import { JobEngine } from './jobs/engine.ts';
+import { JobIndex } from './jobs/job-index.ts';
 import { buildTree, jobActions, type ActionHost } from './jobs/actions.ts';
 import { isEmptyPlan, reconcile, type Plan } from './reconcile/reconcile.ts';
 import { buildRouteTable } from './routes/build.ts';
@@ -42,6 +43,8 @@ export class Controller implements ActionHost {
   readonly store: Store;
   readonly bus: Bus;
   readonly jobs: JobEngine;
+  /** what `GET /v1/jobs` pages through: the newest jobs in memory */
+  readonly jobIndex: JobIndex;
   readonly routes: RoutePublisher;
   readonly packages: PackageStore;
   readonly domain: string;
@@ -71,6 +74,7 @@ export class Controller implements ActionHost {
     this.reconcileIntervalMs = opts.reconcileIntervalMs ?? 5_000;
     this.packages = new PackageStore(join(opts.dataDir, 'packages'));
     this.jobs = new JobEngine({ store: this.store, actions: jobActions(this), onTreeFinished: (root, jobs) => this.treeFinished(root, jobs) });
+    this.jobIndex = new JobIndex(this.store, this.jobs.events);
     this.routes = new RoutePublisher(this.bus, () =>
       buildRouteTable({
         workspaces: this.state.workspaces,
@@ -100,6 +104,7 @@ export class Controller implements ActionHost {
     c.routes.start();
     c.bus.subscribe(subjects.notifications, (m) => c.notify(m.data as Notification));
     await c.jobs.recover(snapshot.unfinishedJobs);
+    await c.jobIndex.load();
     c.loop = setInterval(() => void c.tick(), c.reconcileIntervalMs);
     c.loop.unref();
     return c;

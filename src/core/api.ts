@@ -8,6 +8,12 @@ export interface JobTreeView extends Job {
   children: JobTreeView[];
 }
 
+/** One page of `GET /v1/jobs`, newest first; `next` is the `before` of the following page, null on the last. */
+export interface JobPageView {
+  jobs: Job[];
+  next: string | null;
+}
+
 /** A project as people see it: version numbers, not ids; services with their hostnames and counts. */
 export interface ProjectView {
   id: string;

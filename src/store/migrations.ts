@@ -146,6 +146,16 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('job_logs_job_seq_idx').on('job_logs').columns(['job_id', 'seq']).execute();
     },
   },
+  // Listings filtered by a tag page newest first within that tag: an ordered index per tag people filter by serves
+  // the page directly (the GIN index above answers containment but must sort whatever it finds). The controller
+  // lists recent jobs from memory; these serve pages of older history and every listing in cluster mode.
+  '0002_jobs_listing_by_tag': {
+    async up(db: Kysely<any>): Promise<void> {
+      for (const tag of ['project', 'service', 'node']) {
+        await sql`create index ${sql.id(`jobs_${tag}_created_idx`)} on jobs ((tags ->> ${sql.lit(tag)}), created_at, id)`.execute(db);
+      }
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -15,7 +15,7 @@ import type {
   Workspace,
 } from '../core/model.ts';
 import type { Database, InstancesTable, JobsTable, NodesTable, ProjectsTable, TokensTable, VersionsTable, WorkspacesTable } from './schema.ts';
-import type { JobFilter, Store, StoreSnapshot, TokenRecord } from './store.ts';
+import { invalidJobCursor, type JobFilter, type Store, type StoreSnapshot, type TokenRecord } from './store.ts';
 import { translateDatabaseError } from './store-errors.ts';
 
 export const DEFAULT_JOB_LIMIT = 50;
@@ -304,17 +304,25 @@ export class SqlStore implements Store {
       if (filter.rootsOnly) query = query.where('parent_id', 'is', null);
       if (filter.states && filter.states.length > 0) query = query.where('state', 'in', filter.states);
       if (tags) query = query.where(sql<boolean>`tags @> ${JSON.stringify(tags)}::jsonb`);
+      // The same condition in the form the ordered per-tag indexes (migration 0002) can serve.
+      for (const tag of ['project', 'service', 'node'] as const) {
+        if (tags?.[tag] !== undefined) query = query.where(sql<boolean>`tags ->> ${sql.lit(tag)} = ${tags[tag]}`);
+      }
       if (filter.before !== undefined) {
-        const cursor = await this.#db.selectFrom('jobs').select('id').where('id', '=', filter.before).executeTakeFirst();
-        if (!cursor) throw notFound(`job ${filter.before}`, '`before` must be the id of a job from an earlier page');
         // Row comparison against the stored values, so the cursor's timestamp never round-trips through JS.
         query = query.where(sql<boolean>`(created_at, id) < (select b.created_at, b.id from jobs b where b.id = ${filter.before})`);
       }
-      return query
+      const page = await query
         .orderBy('created_at', 'desc')
         .orderBy('id', 'desc')
         .limit(Math.min(limit, MAX_JOB_LIMIT))
         .execute();
+      // An unknown cursor matches nothing; only an empty page costs the query that tells it from the end of the list.
+      if (page.length === 0 && filter.before !== undefined) {
+        const cursor = await this.#db.selectFrom('jobs').select('id').where('id', '=', filter.before).executeTakeFirst();
+        if (!cursor) throw invalidJobCursor(filter.before);
+      }
+      return page;
     });
     return rows.map(toJob);
   }

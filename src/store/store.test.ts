@@ -418,7 +418,7 @@ export function describeStore(name: string, makeStore: () => Promise<FreshStore>
       const pivot = newestFirst(roots)[3];
       assert.deepEqual(await store.listJobs({ rootsOnly: true, before: pivot.id }), newestFirst(roots).slice(4));
 
-      await assert.rejects(store.listJobs({ before: 'job_nope' }), isCode('not_found', 404));
+      await assert.rejects(store.listJobs({ before: 'job_nope' }), isCode('invalid_cursor', 400));
       await assert.rejects(store.listJobs({ limit: 0 }), isCode('invalid_request', 400));
       await assert.rejects(store.listJobs({ limit: 2.5 }), isCode('invalid_request', 400));
       assert.equal((await store.listJobs({ limit: 100_000 })).length, all.length, 'a limit above the maximum is capped, not refused');

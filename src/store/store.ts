@@ -1,5 +1,6 @@
 // The Store: the controller's durable copy of desired state, job history and tokens. Only the controller imports it.
 import type { Instance, Job, JobLogLine, JobState, JobTags, Node, Project, Version, Workspace } from '../core/model.ts';
+import { EnjinError } from '../core/errors.ts';
 
 export interface TokenRecord {
   id: string;
@@ -17,9 +18,17 @@ export interface JobFilter {
   states?: JobState[];
   tags?: JobTags;
   limit?: number;
-  /** newest first by createdAt, before this id (paging) */
+  /** newest first by createdAt, before this id (paging); an id no job has is refused with invalidJobCursor */
   before?: string;
 }
+
+/** A `before` that names no job: a 400 with its own code, so a client knows to start its listing again. */
+export const invalidJobCursor = (before: string): EnjinError =>
+  new EnjinError(
+    'invalid_cursor',
+    `\`before\` must be the id of a listed job (the \`next\` of the previous page), not ${JSON.stringify(before.slice(0, 80))}; start again without it`,
+    { status: 400 },
+  );
 
 /** Everything the controller keeps in memory, loaded once at start. */
 export interface StoreSnapshot {

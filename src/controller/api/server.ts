@@ -14,6 +14,7 @@ import { subjects, type AgentReply, type RouterStatsReply } from '../../core/mes
 import { inspectPackage } from '../../artifact/inspect.ts';
 import type { Controller } from '../controller.ts';
 import { generatedHostname } from '../routes/build.ts';
+import { jobListRoutes } from './routes/jobs.ts';
 
 const MAX_PACKAGE_BYTES = 512 * 1024 * 1024;
 
@@ -192,27 +193,7 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
     return { entries: entries.filter(Boolean), cursor: Buffer.from(JSON.stringify(offsets)).toString('base64url') };
   });
 
-  app.get('/v1/jobs', {
-    schema: {
-      summary: 'List job trees, newest first',
-      querystring: Type.Object({
-        project: Type.Optional(Type.String()),
-        service: Type.Optional(Type.String()),
-        version: Type.Optional(Type.String({ description: 'v3' })),
-        node: Type.Optional(Type.String()),
-        state: Type.Optional(Type.String()),
-        limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 20 })),
-        before: Type.Optional(Type.String()),
-      }),
-    },
-  }, async (req) => {
-    const states = req.query.state?.split(',') as Job['state'][] | undefined;
-    // Filters by a node or a service match the jobs that carry that tag, which sit below the roots.
-    const rootsOnly = !req.query.node && !req.query.service;
-    const jobs = await c.store.listJobs({ rootsOnly, states, limit: req.query.limit ?? 20, before: req.query.before, tags: { project: req.query.project, service: req.query.service, version: req.query.version, node: req.query.node } });
-    // Live trees: the engine's copy is newer than the store's.
-    return { jobs: await Promise.all(jobs.map(async (j) => (c.jobs.isActive(j.id) ? c.jobs.getJob(j.id) : j))) };
-  });
+  await app.register(jobListRoutes(c));
 
   app.get('/v1/jobs/:id', { schema: { summary: 'A job tree with states and, with logs=true, logs', params: Type.Object({ id: Type.String() }), querystring: Type.Object({ logs: Type.Optional(Type.Boolean({ default: true })) }) } }, async (req) => ({
     job: await c.jobs.getTree(req.params.id, req.query.logs !== false),

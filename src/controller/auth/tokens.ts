@@ -10,11 +10,26 @@ export function hashToken(secret: string): string {
   return createHash('sha256').update(secret).digest('hex');
 }
 
+/**
+ * A token found in the store is trusted again without a query for this long: every API request checks its token, and
+ * a store query per request (PGlite runs on the controller's event loop) made the API slow under load. Bounded, so a
+ * revocation (when tokens can be revoked, or by another controller) takes effect within it.
+ */
+const CHECKED_TTL_MS = 60_000;
+/** Only tokens that passed are remembered (a flood of wrong ones cannot fill memory); past this, the oldest go. */
+const CHECKED_MAX = 1_000;
+
 export class TokenAuth {
   /** accepted only for package downloads by agents; lives as long as this controller process */
   readonly nodeToken = newSecret();
+  /** sha256 of a valid admin token → when it was found in the store */
+  readonly #checked = new Map<string, number>();
 
-  constructor(private readonly store: Store) {}
+  readonly #ttlMs: number;
+
+  constructor(private readonly store: Store, opts: { checkedTtlMs?: number } = {}) {
+    this.#ttlMs = opts.checkedTtlMs ?? CHECKED_TTL_MS;
+  }
 
   /** Creates an admin token and returns its secret: the only time it is seen. */
   async create(name: string): Promise<string> {
@@ -25,6 +40,13 @@ export class TokenAuth {
 
   async check(secret: string): Promise<TokenRole | null> {
     if (secret === this.nodeToken) return 'node';
-    return (await this.store.findTokenByHash(hashToken(secret))) ? 'admin' : null;
+    const hash = hashToken(secret);
+    const checkedAt = this.#checked.get(hash);
+    if (checkedAt !== undefined && Date.now() - checkedAt < this.#ttlMs) return 'admin';
+    this.#checked.delete(hash);
+    if (!(await this.store.findTokenByHash(hash))) return null;
+    if (this.#checked.size >= CHECKED_MAX) this.#checked.delete(this.#checked.keys().next().value!);
+    this.#checked.set(hash, Date.now());
+    return 'admin';
   }
 }
