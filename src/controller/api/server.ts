@@ -11,14 +11,19 @@ import { NAME_PATTERN, NAME_RULE } from '../../core/ids.ts';
 import type { Instance, Job, Manifest, Project, Version } from '../../core/model.ts';
 import type { InstanceView, ProjectView, VersionView } from '../../core/api.ts';
 import { subjects, type AgentReply, type RouterStatsReply } from '../../core/messages.ts';
-import { inspectPackage } from '../../artifact/inspect.ts';
+import { rm } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { inspectPackageFile } from '../../artifact/inspect.ts';
+import { formatBytes } from '../../artifact/rules.ts';
+import { MAX_PACKAGE_BYTES, receiveUpload } from './upload.ts';
 import type { Controller } from '../controller.ts';
 import { generatedHostname } from '../routes/build.ts';
 
-const MAX_PACKAGE_BYTES = 512 * 1024 * 1024;
+/** JSON bodies: every route but the package upload. */
+const MAX_JSON_BYTES = 1024 ** 2;
 
 export async function buildApi(c: Controller): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false, bodyLimit: 1024 * 1024, trustProxy: false }).withTypeProvider<TypeBoxTypeProvider>();
+  const app = Fastify({ logger: false, bodyLimit: MAX_JSON_BYTES, trustProxy: false }).withTypeProvider<TypeBoxTypeProvider>();
 
   await app.register(swagger, {
     openapi: {
@@ -28,12 +33,15 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
     },
   });
 
-  app.addContentTypeParser(['application/gzip', 'application/x-gzip', 'application/octet-stream'], { parseAs: 'buffer', bodyLimit: MAX_PACKAGE_BYTES }, (_req, body, done) => done(null, body));
+  // Packages are handed over as the raw stream, only on the upload route; everywhere else they are not a body.
+  app.addContentTypeParser(['application/gzip', 'application/x-gzip', 'application/octet-stream'], (req, payload, done) => {
+    if ((req.routeOptions.config as { packageUpload?: boolean } | undefined)?.packageUpload) return done(null, payload);
+    done(new EnjinError('unsupported_media_type', `${req.method} ${req.routeOptions.url ?? req.url} takes a JSON body (Content-Type: application/json); only POST /v1/projects/NAME/deploys takes a package`, { status: 415 }), undefined);
+  });
 
   app.addHook('onRequest', async (req: FastifyRequest) => {
     if (req.url === '/healthz') return;
-    const header = req.headers.authorization ?? '';
-    const token = header.startsWith('Bearer ') ? header.slice(7).trim() : '';
+    const token = bearerToken(req.headers.authorization);
     if (!token) throw new EnjinError('unauthorized', 'this API needs a token: pass `Authorization: Bearer TOKEN` (the CLI reads it from DATA/credentials.json or ENJIN_TOKEN)', { status: 401 });
     const role = await c.auth.check(token);
     if (!role) throw new EnjinError('unauthorized', 'the token is not valid for this enjin; use the one in DATA/credentials.json', { status: 401 });
@@ -42,11 +50,31 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
     }
   });
 
+  // Every id and name in a path, and every query value, is checked here once, before any route looks it up: a
+  // control character (NUL above all, which PostgreSQL refuses) never reaches the store.
+  app.addHook('preValidation', async (req: FastifyRequest) => {
+    for (const [key, value] of Object.entries((req.params ?? {}) as Record<string, unknown>)) {
+      // '*' is the not-found handler's catch-all, answered as a 404 below.
+      if (key !== '*' && typeof value === 'string' && !ID_PATTERN.test(value)) {
+        throw new EnjinError('invalid_id', `the ${key} in the path is not a valid id or name (${ID_RULE}); copy it from \`enjin projects\`, \`enjin jobs\` or \`enjin versions\``, { status: 400 });
+      }
+    }
+    for (const [key, value] of Object.entries((req.query ?? {}) as Record<string, unknown>)) {
+      for (const v of Array.isArray(value) ? value : [value]) {
+        if (typeof v === 'string' && CONTROL_CHARS.test(v)) throw invalid(`the query parameter ${key} contains a control character; send printable text`);
+      }
+    }
+  });
+
   app.setErrorHandler((err: unknown, _req, reply: FastifyReply) => {
-    if (err instanceof EnjinError) return reply.status(err.status).send({ error: err.toJSON() });
+    if (err instanceof EnjinError) {
+      // A refused upload may still be arriving: answer, then close rather than read the rest.
+      if (err.status === 413) reply.header('connection', 'close');
+      return reply.status(err.status).send({ error: err.toJSON() });
+    }
     const e = err as { statusCode?: number; code?: string; message?: string; validation?: unknown };
     if (e.validation) return reply.status(400).send({ error: { code: 'invalid_request', message: `${e.message}; see /openapi.json for this route's parameters` } });
-    if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.status(413).send({ error: { code: 'package_too_large', message: `the upload is over ${MAX_PACKAGE_BYTES} bytes; add large files to .enjinignore` } });
+    if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.status(413).send({ error: { code: 'body_too_large', message: `request bodies are limited to ${formatBytes(MAX_JSON_BYTES)} of JSON; send less (packages go to POST /v1/projects/NAME/deploys)` } });
     if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return reply.status(415).send({ error: { code: 'unsupported_media_type', message: e.message } });
     if (e.statusCode && e.statusCode < 500) return reply.status(e.statusCode).send({ error: { code: 'invalid_request', message: e.message } });
     return reply.status(500).send({ error: { code: 'internal', message: `the controller failed: ${e.message ?? String(err)}` } });
@@ -72,6 +100,9 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
   });
 
   app.post('/v1/projects/:project/deploys', {
+    // The body is a stream handed over raw (see the content-type parser): receiveUpload enforces the limit as it reads.
+    bodyLimit: MAX_PACKAGE_BYTES,
+    config: { packageUpload: true },
     schema: {
       summary: 'Upload a package (tar.gz of the project directory) and deploy it',
       params: ProjectParams,
@@ -80,22 +111,27 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
   }, async (req, reply) => {
     const name = req.params.project;
     if (!NAME_PATTERN.test(name)) throw invalid(`project name "${name}" is not valid: ${NAME_RULE}`);
-    const body = req.body as Buffer | undefined;
-    if (!Buffer.isBuffer(body) || body.length === 0) throw invalid('send the package as the request body with Content-Type: application/gzip');
-    const pkg = await inspectPackage(body);
-    const { manifest, text, file } = manifestFrom(pkg, name);
-    if (manifest.project !== name) {
-      throw new EnjinError('project_mismatch', `the manifest names project "${manifest.project}" but the upload is for "${name}"; deploy it as ${manifest.project} or change \`project:\` in ${file}`, { status: 422 });
-    }
-    const existing = c.state.projectByName(c.defaultWorkspace().id, name) ?? null;
-    let created;
+    const body = req.body as Readable | undefined;
+    if (!(body instanceof Readable)) throw invalid('send the package as the request body with Content-Type: application/gzip');
+    const declared = req.headers['content-length'] === undefined ? null : Number(req.headers['content-length']);
+    const upload = await receiveUpload(body, c.packages.uploadPath(), declared);
     try {
-      created = await c.createVersion(existing, name, { sha256: pkg.sha256, size: body.length, tarball: body, manifest });
-    } catch (err) {
-      throw withPositions(err, file, text);
+      const pkg = await inspectPackageFile(upload.path, upload.sha256);
+      const { manifest, text, file } = manifestFrom(pkg, name);
+      if (manifest.project !== name) {
+        throw new EnjinError('project_mismatch', `the manifest names project "${manifest.project}" but the upload is for "${name}"; deploy it as ${manifest.project} or change \`project:\` in ${file}`, { status: 422 });
+      }
+      let done;
+      try {
+        done = await c.deploy(name, upload, manifest, req.query.deploy !== false);
+      } catch (err) {
+        throw withPositions(err, file, text);
+      }
+      return reply.status(done.job ? 202 : 200).send({ project: projectView(done.project), version: viewVersion(c, done.version), created: done.created, job: done.job });
+    } finally {
+      // Adopted into the package store by an accepted deploy; anything else leaves nothing behind.
+      await rm(upload.path, { force: true });
     }
-    const job = req.query.deploy === false ? null : await c.release(created.project, created.version, 'deploy');
-    return reply.status(job ? 202 : 200).send({ project: projectView(c.state.projects.get(created.project.id)!), version: viewVersion(c, created.version), created: created.created, job });
   });
 
   app.get('/v1/projects/:project/versions', { schema: { summary: 'List versions', params: ProjectParams } }, async (req) => {
@@ -132,9 +168,10 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
     if (!version) throw new EnjinError('not_deployed', `${p.name} has no version yet; deploy it first`, { status: 409 });
     const changes: Record<string, number> = {};
     for (const [service, value] of Object.entries(req.body.services)) {
-      const spec = version.manifest.services[service];
+      // Only the version's own services: a key such as "constructor" must not reach Object.prototype.
+      const spec = Object.hasOwn(version.manifest.services, service) ? version.manifest.services[service] : undefined;
       if (!spec) throw new EnjinError('unknown_service', `${p.name} has no service "${service}"; it has ${Object.keys(version.manifest.services).join(', ')}`, { status: 404 });
-      const now = p.scale[service] ?? spec.instances;
+      const now = (Object.hasOwn(p.scale, service) ? p.scale[service] : undefined) ?? spec.instances;
       const s = String(value);
       const n = s.startsWith('+') || s.startsWith('-') ? now + Number(s) : Number(s);
       if (!Number.isInteger(n) || n < 0 || n > 100) throw invalid(`${service} would have ${n} instances; the count must be from 0 to 100`);
@@ -164,12 +201,12 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
     const p = c.project(req.params.project);
     const { service, instance, cursor } = req.query;
     const lines = req.query.lines ?? 100;
-    let offsets: Record<string, number> = {};
+    let offsets: Record<string, number> = Object.create(null);
     if (cursor) {
-      try { offsets = JSON.parse(Buffer.from(cursor, 'base64url').toString()); } catch { throw invalid('cursor is not one this API returned'); }
+      offsets = parseLogCursor(cursor);
     }
     const instances = c.state.instancesOf(p.id).filter((i) => (!service || i.service === service) && (!instance || i.id === instance));
-    if (service && !instances.length && !c.state.versionsOf(p.id).some((v) => v.manifest.services[service])) {
+    if (service && !instances.length && !c.state.versionsOf(p.id).some((v) => Object.hasOwn(v.manifest.services, service))) {
       throw new EnjinError('unknown_service', `${p.name} has no service "${service}"`, { status: 404 });
     }
     const entries = await Promise.all(instances.map(async (i) => {
@@ -300,6 +337,17 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
   return app;
 }
 
+/** Ids (prefix_base32) and names (DNS labels) both fit this; anything else in a path is refused before a lookup. */
+const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const ID_RULE = 'letters, digits, dots, dashes and underscores, at most 128 characters';
+const CONTROL_CHARS = /[\x00-\x1f\x7f]/;
+
+/** The token of an `Authorization: Bearer TOKEN` header; the scheme is case-insensitive (RFC 7235). */
+export function bearerToken(header: string | undefined): string {
+  const m = /^([A-Za-z0-9!#$%&'*+.^_`|~-]+)[ \t]+(\S+)[ \t]*$/.exec(header ?? '');
+  return m && m[1].toLowerCase() === 'bearer' ? m[2] : '';
+}
+
 /** The manifest of an upload: enjin.yaml, or else a Procfile. */
 function manifestFrom(pkg: { read(path: string): string | null }, project: string): { manifest: Manifest; text: string; file: string } {
   const yamlText = pkg.read('enjin.yaml') ?? pkg.read('enjin.yml');
@@ -321,6 +369,17 @@ function withPositions(err: unknown, file: string, text: string): unknown {
     if (pos) Object.assign(d, { file, line: pos.line, column: pos.column });
   }
   return err;
+}
+
+/** A logs cursor is ours only if it maps instance ids to byte offsets; anything else is refused, not passed on. */
+function parseLogCursor(cursor: string): Record<string, number> {
+  let parsed: unknown;
+  try { parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString()); } catch { parsed = null; }
+  const offsets: Record<string, number> = Object.create(null);
+  const ok = typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)
+    && Object.entries(parsed).every(([id, n]) => ID_PATTERN.test(id) && Number.isSafeInteger(n) && (n as number) >= -1 && ((offsets[id] = n as number), true));
+  if (!ok) throw invalid('cursor is not one this API returned; start again without it');
+  return offsets;
 }
 
 function byServiceThenId(a: { project: string; service: string; id: string }, b: { project: string; service: string; id: string }): number {
