@@ -328,7 +328,7 @@ function packageInfo(sha256: string, scan: PackageScan): PackageInfo {
       if ('problem' in norm) return null;
       const size = scan.oversizedRootFiles.get(norm.path);
       if (size !== undefined) {
-        throw new EnjinError('manifest_too_large', `${norm.path} is ${formatBytes(size)}; a manifest may be at most ${formatBytes(ROOT_FILE_MAX)}, so keep data out of it`, { status: 413 });
+        throw new EnjinError('manifest_too_large', `${norm.path} is ${formatBytes(size)} (${size} bytes); a manifest may be at most ${formatBytes(ROOT_FILE_MAX)}, so keep data out of it`, { status: 413 });
       }
       return scan.rootFiles.get(norm.path)?.toString('utf8') ?? null;
     },
