@@ -3,7 +3,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Bus } from '../bus/bus.ts';
-import { EnjinError, conflict, notFound } from '../core/errors.ts';
+import { conflict, notFound } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
 import type { Instance, Job, Node, Project, Version } from '../core/model.ts';
 import { subjects, type InstanceReport, type NodeStateUpdate, type Notification } from '../core/messages.ts';
@@ -12,7 +12,8 @@ import { NodeStateReceiver } from '../sync/node-state.ts';
 import { JobEngine } from './jobs/engine.ts';
 import { buildTree, jobActions, type ActionHost } from './jobs/actions.ts';
 import { isEmptyPlan, reconcile, type Plan } from './reconcile/reconcile.ts';
-import { buildRouteTable, generatedNamespaceOwner } from './routes/build.ts';
+import { buildRouteTable } from './routes/build.ts';
+import { hostnameClashes } from './hostnames.ts';
 import { RoutePublisher } from './routes/publisher.ts';
 import { ControllerState } from './state.ts';
 import { PackageStore } from './packages.ts';
@@ -418,7 +419,8 @@ export class Controller implements ActionHost {
       const existing = this.state.projectByName(ws.id, projectName) ?? null;
       if (existing && this.destroying.has(existing.id)) throw conflict('project_busy', `${projectName} is being destroyed; wait for that job to end`);
       if (existing) this.assertIdle(existing);
-      this.assertHostnamesFree(existing?.id ?? null, projectName, manifest);
+      const clash = hostnameClashes(this.state, existing?.id ?? null, projectName, manifest, this.domain);
+      if (clash) throw clash;
       const now = new Date().toISOString();
       const project: Project = existing ?? { id: newId('prj'), workspaceId: ws.id, name: projectName, currentVersionId: null, routedVersionId: null, scale: {}, createdAt: now, updatedAt: now };
       const same = existing ? this.state.versionsOf(existing.id).find((v) => v.sha256 === upload.sha256) : undefined;
@@ -446,38 +448,4 @@ export class Controller implements ActionHost {
       return { project: this.state.projects.get(project.id)!, version, created: !same, job };
     });
   }
-
-  /**
-   * Hostnames belong to one project: a manifest may not claim one another project serves or is about to serve, nor
-   * one under another project's generated names (SERVICE.PROJECT.DOMAIN), which are reserved for that project.
-   */
-  private assertHostnamesFree(projectId: string | null, projectName: string, manifest: Version['manifest']): void {
-    const taken = new Map<string, string>();
-    for (const p of this.state.projects.values()) {
-      if (p.id === projectId) continue;
-      for (const vid of new Set([p.currentVersionId, p.routedVersionId])) {
-        const v = vid ? this.state.versions.get(vid) : undefined;
-        for (const s of Object.values(v?.manifest.services ?? {})) for (const h of s.hostnames) taken.set(h, p.name);
-      }
-    }
-    const clashes: Array<{ service: string; index: number; hostname: string; why: string }> = [];
-    for (const [service, s] of Object.entries(manifest.services)) {
-      s.hostnames.forEach((h, index) => {
-        const reservedFor = generatedNamespaceOwner(h, this.domain);
-        if (reservedFor && reservedFor !== projectName) {
-          clashes.push({ service, index, hostname: h, why: `${h} is under ${reservedFor}.${this.domain}, reserved for the generated names of project ${reservedFor} (SERVICE.${reservedFor}.${this.domain})` });
-          return;
-        }
-        const owner = taken.get(h);
-        if (owner) clashes.push({ service, index, hostname: h, why: `${h} is served by project ${owner}` });
-      });
-    }
-    if (clashes.length) {
-      throw new EnjinError('hostname_taken', `${clashes.length} hostname(s) already belong to another project; choose others or destroy that project first`, {
-        status: 409,
-        details: clashes.map((c) => ({ path: `services.${c.service}.hostnames.${c.index}`, message: c.why })),
-      });
-    }
-  }
 }
-

@@ -1,23 +1,20 @@
 // The controller's REST API: Fastify + TypeBox, OpenAPI at /openapi.json, a bearer token on every route but /healthz.
+import { rm } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { EnjinError, invalid, notFound } from '../../core/errors.ts';
-import { parseManifest } from '../../core/manifest.ts';
-import { parseProcfile } from '../../core/procfile.ts';
-import { locateInYaml } from '../../core/yaml-locate.ts';
 import { NAME_PATTERN, NAME_RULE } from '../../core/ids.ts';
-import type { Instance, Job, Manifest, Project, Version } from '../../core/model.ts';
-import type { InstanceView, ProjectView, VersionView } from '../../core/api.ts';
+import type { Job, Project, Version } from '../../core/model.ts';
 import { subjects, type AgentReply, type RouterStatsReply } from '../../core/messages.ts';
-import { rm } from 'node:fs/promises';
-import { Readable } from 'node:stream';
 import { inspectPackageFile } from '../../artifact/inspect.ts';
 import { formatBytes } from '../../artifact/rules.ts';
 import { MAX_PACKAGE_BYTES, receiveUpload } from './upload.ts';
 import type { Controller } from '../controller.ts';
-import { generatedHostname } from '../routes/build.ts';
+import { bearerToken, CONTROL_CHARS, ID_PATTERN, ID_RULE, manifestFrom, parseLogCursor, withPositions } from './inputs.ts';
+import { byServiceThenId, viewInstance, viewProject, viewVersion } from './views.ts';
 
 /** JSON bodies: every route but the package upload. */
 const MAX_JSON_BYTES = 1024 ** 2;
@@ -66,10 +63,10 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
     }
   });
 
-  app.setErrorHandler((err: unknown, _req, reply: FastifyReply) => {
+  app.setErrorHandler((err: unknown, req, reply: FastifyReply) => {
+    // A refused upload may still be arriving: answer, then close the connection rather than read the rest.
+    if (!req.raw.complete && (req.routeOptions.config as { packageUpload?: boolean } | undefined)?.packageUpload) reply.header('connection', 'close');
     if (err instanceof EnjinError) {
-      // A refused upload may still be arriving: answer, then close rather than read the rest.
-      if (err.status === 413) reply.header('connection', 'close');
       return reply.status(err.status).send({ error: err.toJSON() });
     }
     const e = err as { statusCode?: number; code?: string; message?: string; validation?: unknown };
@@ -335,89 +332,4 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
   });
 
   return app;
-}
-
-/** Ids (prefix_base32) and names (DNS labels) both fit this; anything else in a path is refused before a lookup. */
-const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-const ID_RULE = 'letters, digits, dots, dashes and underscores, at most 128 characters';
-const CONTROL_CHARS = /[\x00-\x1f\x7f]/;
-
-/** The token of an `Authorization: Bearer TOKEN` header; the scheme is case-insensitive (RFC 7235). */
-export function bearerToken(header: string | undefined): string {
-  const m = /^([A-Za-z0-9!#$%&'*+.^_`|~-]+)[ \t]+(\S+)[ \t]*$/.exec(header ?? '');
-  return m && m[1].toLowerCase() === 'bearer' ? m[2] : '';
-}
-
-/** The manifest of an upload: enjin.yaml, or else a Procfile. */
-function manifestFrom(pkg: { read(path: string): string | null }, project: string): { manifest: Manifest; text: string; file: string } {
-  const yamlText = pkg.read('enjin.yaml') ?? pkg.read('enjin.yml');
-  if (yamlText !== null) {
-    const file = pkg.read('enjin.yaml') !== null ? 'enjin.yaml' : 'enjin.yml';
-    return { manifest: parseManifest(yamlText, file), text: yamlText, file };
-  }
-  const procfile = pkg.read('Procfile');
-  if (procfile !== null) return { manifest: parseProcfile(procfile, project), text: procfile, file: 'Procfile' };
-  throw new EnjinError('manifest_missing', 'the package has no enjin.yaml (or Procfile) at its root; add one that says what to run', { status: 422 });
-}
-
-/** Gives details that carry a manifest path a file, line and column. */
-function withPositions(err: unknown, file: string, text: string): unknown {
-  if (!(err instanceof EnjinError) || file === 'Procfile') return err;
-  for (const d of err.details) {
-    if (!d.path || d.line) continue;
-    const pos = locateInYaml(text, d.path.split('.').map((k) => (/^\d+$/.test(k) ? Number(k) : k)));
-    if (pos) Object.assign(d, { file, line: pos.line, column: pos.column });
-  }
-  return err;
-}
-
-/** A logs cursor is ours only if it maps instance ids to byte offsets; anything else is refused, not passed on. */
-function parseLogCursor(cursor: string): Record<string, number> {
-  let parsed: unknown;
-  try { parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString()); } catch { parsed = null; }
-  const offsets: Record<string, number> = Object.create(null);
-  const ok = typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)
-    && Object.entries(parsed).every(([id, n]) => ID_PATTERN.test(id) && Number.isSafeInteger(n) && (n as number) >= -1 && ((offsets[id] = n as number), true));
-  if (!ok) throw invalid('cursor is not one this API returned; start again without it');
-  return offsets;
-}
-
-function byServiceThenId(a: { project: string; service: string; id: string }, b: { project: string; service: string; id: string }): number {
-  return a.project.localeCompare(b.project) || a.service.localeCompare(b.service) || (a.id < b.id ? -1 : 1);
-}
-
-export function viewVersion(c: Controller, v: Version): VersionView {
-  const p = c.state.projects.get(v.projectId);
-  return {
-    id: v.id, number: v.number, sha256: v.sha256, size: v.size, createdAt: v.createdAt,
-    current: p?.currentVersionId === v.id, routed: p?.routedVersionId === v.id,
-    services: Object.fromEntries(Object.entries(v.manifest.services).map(([n, s]) => [n, { command: s.command, instances: s.instances, listens: s.listens, hostnames: s.hostnames }])),
-  };
-}
-
-export function viewInstance(c: Controller, i: Instance): InstanceView {
-  const v = c.state.versions.get(i.versionId);
-  const p = c.state.projects.get(i.projectId);
-  return {
-    id: i.id, project: p?.name ?? '?', service: i.service, version: v?.number ?? null, node: c.state.nodes.get(i.nodeId)?.name ?? i.nodeId,
-    desired: i.desired, state: i.current?.state ?? 'pending', pid: i.current?.pid ?? null, host: i.current?.host ?? null, port: i.current?.port ?? null,
-    restarts: i.current?.restarts ?? 0, lastExit: i.current?.lastExit ?? null, message: i.current?.message ?? null, createdAt: i.createdAt,
-  };
-}
-
-export function viewProject(c: Controller, p: Project): ProjectView {
-  const ws = c.state.workspaces.get(p.workspaceId)?.name ?? 'default';
-  const current = p.currentVersionId ? c.state.versions.get(p.currentVersionId) : undefined;
-  const routed = p.routedVersionId ? c.state.versions.get(p.routedVersionId) : undefined;
-  const instances = c.state.instancesOf(p.id);
-  return {
-    id: p.id, name: p.name, workspace: ws, createdAt: p.createdAt, updatedAt: p.updatedAt,
-    version: current?.number ?? null, routedVersion: routed?.number ?? null,
-    services: Object.entries(current?.manifest.services ?? {}).map(([name, s]) => ({
-      name, command: s.command, listens: s.listens,
-      hostnames: s.listens ? [...s.hostnames, generatedHostname(name, p.name, ws, c.domain)] : [],
-      desired: p.scale[name] ?? s.instances,
-      running: instances.filter((i) => i.service === name && i.versionId === current!.id && i.current?.state === 'running').length,
-    })),
-  };
 }
