@@ -212,6 +212,27 @@ describe('controller API without nodes', () => {
     assert.equal((await store.load()).versions.length, 0, 'no version was stored');
   });
 
+  test('at most 8 uploads are received at once; clients that go away mid-upload leave nothing', async () => {
+    const hanging: http.ClientRequest[] = [];
+    try {
+      for (let i = 0; i < 8; i++) {
+        const req = http.request(`${base}/v1/projects/slow${i}/deploys`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/gzip' } });
+        req.on('error', () => {});
+        req.write(Buffer.alloc(1024));
+        hanging.push(req);
+      }
+      await eventually(() => controller.packages.uploadsInProgress().length === 8, 'eight uploads in progress', 30_000);
+      const ninth = await call('POST', '/v1/projects/slow9/deploys', await pack({ 'enjin.yaml': 'project: slow9\nservices:\n  web:\n    command: x\n' }));
+      assert.equal(ninth.status, 429);
+      assert.equal(ninth.body.error.code, 'too_many_uploads');
+    } finally {
+      for (const req of hanging) req.destroy();
+    }
+    await eventually(() => controller.packages.uploadsInProgress().length === 0, 'aborted uploads to be removed', 30_000);
+    const after = await call('POST', '/v1/projects/slow9/deploys', await pack({ 'enjin.yaml': 'project: slow9\nservices:\n  web:\n    command: x\n' }));
+    assert.equal(after.body.error.code, 'no_ready_nodes', 'slots are given back');
+  });
+
   test('the OpenAPI document lists every route', async () => {
     const r = await call('GET', '/openapi.json');
     for (const path of ['/v1/projects', '/v1/projects/{project}/deploys', '/v1/projects/{project}/scale', '/v1/jobs/{id}', '/v1/jobs/{id}/abort', '/v1/instances', '/v1/stats']) {

@@ -11,16 +11,19 @@ import type { Job, Project, Version } from '../../core/model.ts';
 import { subjects, type AgentReply, type RouterStatsReply } from '../../core/messages.ts';
 import { inspectPackageFile } from '../../artifact/inspect.ts';
 import { formatBytes } from '../../artifact/rules.ts';
-import { MAX_PACKAGE_BYTES, receiveUpload } from './upload.ts';
+import { MAX_CONCURRENT_UPLOADS, MAX_PACKAGE_BYTES, receiveUpload, type ReceivedUpload } from './upload.ts';
 import type { Controller } from '../controller.ts';
 import { bearerToken, CONTROL_CHARS, ID_PATTERN, ID_RULE, manifestFrom, parseLogCursor, withPositions } from './inputs.ts';
 import { byServiceThenId, viewInstance, viewProject, viewVersion } from './views.ts';
 
 /** JSON bodies: every route but the package upload. */
 const MAX_JSON_BYTES = 1024 ** 2;
+const IDLE_CONNECTION_MS = 300_000;
 
 export async function buildApi(c: Controller): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false, bodyLimit: MAX_JSON_BYTES, trustProxy: false }).withTypeProvider<TypeBoxTypeProvider>();
+  // connectionTimeout: a client that sends nothing for that long (a stalled upload, a slow-loris) is disconnected;
+  // live job streams send a heartbeat every 15 s, so they are never idle that long.
+  const app = Fastify({ logger: false, bodyLimit: MAX_JSON_BYTES, trustProxy: false, connectionTimeout: IDLE_CONNECTION_MS }).withTypeProvider<TypeBoxTypeProvider>();
 
   await app.register(swagger, {
     openapi: {
@@ -78,6 +81,7 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
   });
   app.setNotFoundHandler((req, reply) => reply.status(404).send({ error: { code: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}; see /openapi.json` } }));
 
+  let uploadsInProgress = 0;
   const ProjectParams = Type.Object({ project: Type.String() });
   const projectView = (p: Project) => viewProject(c, p);
 
@@ -110,9 +114,15 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
     if (!NAME_PATTERN.test(name)) throw invalid(`project name "${name}" is not valid: ${NAME_RULE}`);
     const body = req.body as Readable | undefined;
     if (!(body instanceof Readable)) throw invalid('send the package as the request body with Content-Type: application/gzip');
-    const declared = req.headers['content-length'] === undefined ? null : Number(req.headers['content-length']);
-    const upload = await receiveUpload(body, c.packages.uploadPath(), declared);
+    // Each upload in progress holds a file of up to MAX_PACKAGE_BYTES: a bounded number at a time bounds the disk.
+    if (uploadsInProgress >= MAX_CONCURRENT_UPLOADS) {
+      throw new EnjinError('too_many_uploads', `${MAX_CONCURRENT_UPLOADS} uploads are already being received; send this one again when one of them is done`, { status: 429 });
+    }
+    uploadsInProgress++;
+    let upload: ReceivedUpload | null = null;
     try {
+      const declared = req.headers['content-length'] === undefined ? null : Number(req.headers['content-length']);
+      upload = await receiveUpload(body, c.packages.uploadPath(), declared);
       const pkg = await inspectPackageFile(upload.path, upload.sha256);
       const { manifest, text, file } = manifestFrom(pkg, name);
       if (manifest.project !== name) {
@@ -126,8 +136,9 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
       }
       return reply.status(done.job ? 202 : 200).send({ project: projectView(done.project), version: viewVersion(c, done.version), created: done.created, job: done.job });
     } finally {
+      uploadsInProgress--;
       // Adopted into the package store by an accepted deploy; anything else leaves nothing behind.
-      await rm(upload.path, { force: true });
+      if (upload) await rm(upload.path, { force: true });
     }
   });
 
