@@ -147,6 +147,9 @@ describe('controller API without nodes', () => {
     assert.equal(body.error.code, 'body_too_large');
     assert.match(body.error.message, /1 MiB of JSON/);
     assert.doesNotMatch(body.error.message, /enjinignore/);
+    const onUpload = await fetch(`${base}/v1/projects/lonely/deploys`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: big });
+    assert.equal(onUpload.status, 413, 'the upload route buffers no more JSON than any other');
+    assert.equal(((await onUpload.json()) as any).error.code, 'body_too_large');
     const gz = await call('POST', '/v1/projects/lonely/scale', new Uint8Array(1000));
     assert.equal(gz.status, 415);
     assert.equal(gz.body.error.code, 'unsupported_media_type');

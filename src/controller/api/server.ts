@@ -101,11 +101,11 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
   });
 
   app.post('/v1/projects/:project/deploys', {
-    // The body is a stream handed over raw (see the content-type parser): receiveUpload enforces the limit as it reads.
-    bodyLimit: MAX_PACKAGE_BYTES,
+    // The package is a stream handed over raw (see the content-type parser) and receiveUpload enforces its limit as it
+    // reads; Fastify's bodyLimit stays at the JSON limit here too, so a JSON body cannot be buffered up to 512 MiB.
     config: { packageUpload: true },
     schema: {
-      summary: 'Upload a package (tar.gz of the project directory) and deploy it',
+      summary: `Upload a package (tar.gz of the project directory, at most ${formatBytes(MAX_PACKAGE_BYTES)}) and deploy it; refused as a whole, storing nothing`,
       params: ProjectParams,
       querystring: Type.Object({ deploy: Type.Optional(Type.Boolean({ default: true })) }),
     },
