@@ -8,8 +8,11 @@ import { EnjinError } from '../../core/errors.ts';
 import { formatBytes } from '../../artifact/rules.ts';
 
 export const MAX_PACKAGE_BYTES = 512 * 1024 ** 2;
-/** Uploads received at once; more get 429. Enough for a team deploying in parallel, few enough to bound the disk. */
-export const MAX_CONCURRENT_UPLOADS = 8;
+/**
+ * Uploads received at once; more get 429. Enough for a team (or a script) deploying in parallel, few enough to bound
+ * the connections and the disk that uploads in progress hold (at most this many times MAX_PACKAGE_BYTES).
+ */
+export const MAX_CONCURRENT_UPLOADS = 32;
 
 export interface ReceivedUpload {
   path: string;
