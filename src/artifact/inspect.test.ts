@@ -13,7 +13,7 @@ import { unpackPackage } from './unpack.ts';
 
 interface RawEntry {
   path: string;
-  type?: 'File' | 'Directory' | 'SymbolicLink' | 'Link' | 'CharacterDevice' | 'BlockDevice' | 'FIFO' | 'ContiguousFile' | 'SparseFile';
+  type?: 'File' | 'Directory' | 'SymbolicLink' | 'Link' | 'CharacterDevice' | 'BlockDevice' | 'FIFO' | 'ContiguousFile' | 'SparseFile' | 'ExtendedHeader' | 'GlobalExtendedHeader';
   linkpath?: string;
   body?: string;
   /** the size the header claims, when it should differ from the body */
@@ -43,6 +43,18 @@ function rawTar(entries: RawEntry[], trailer = Buffer.alloc(0)): Buffer {
   return Buffer.concat(blocks);
 }
 
+/** A PAX extended header with these records ("LEN key=value\n", LEN counting the whole record). */
+function pax(path: string, records: Record<string, string>): RawEntry {
+  let body = '';
+  for (const [k, v] of Object.entries(records)) {
+    const rest = ` ${k}=${v}\n`;
+    let n = rest.length + 1;
+    while (String(n).length + rest.length !== n) n++;
+    body += `${n}${rest}`;
+  }
+  return { path, type: 'ExtendedHeader', body };
+}
+
 const benign: RawEntry[] = [
   { path: 'enjin.yaml', body: 'project: x\n' },
   { path: 'ok.txt', body: 'fine' },
@@ -63,6 +75,10 @@ const hostile: Array<[string, RawEntry[], string]> = [
   ['a write through a symlink', [{ path: 'd', type: 'SymbolicLink', linkpath: 'sub' }, { path: 'sub/', type: 'Directory' }, { path: 'd/x', body: 'x' }], 'd/x'],
   ['a write through a symlink differing in case', [{ path: 'D', type: 'SymbolicLink', linkpath: 'sub' }, { path: 'sub/', type: 'Directory' }, { path: 'd/x', body: 'x' }], 'd/x'],
   ['a duplicate path', [{ path: 'ok.txt', body: 'again' }], 'ok.txt'],
+  ['a write through a symlink declared after it', [{ path: 'sub/', type: 'Directory' }, { path: 'd/x', body: 'x' }, { path: 'd', type: 'SymbolicLink', linkpath: 'sub' }], 'd/x'],
+  // PAX sparse 1.0 (what GNU tar writes for a 2 GB hole today) and 0.1: node-tar drops the keys, so only our check sees them.
+  ['a PAX sparse file (format 1.0)', [pax('PaxHeader/big', { 'GNU.sparse.major': '1', 'GNU.sparse.minor': '0', 'GNU.sparse.name': 'big', 'GNU.sparse.realsize': '2147483648' }), { path: 'GNUSparseFile.0/big', body: 'x' }], 'GNUSparseFile.0/big'],
+  ['a PAX sparse file (format 0.1)', [pax('PaxHeader/big', { 'GNU.sparse.size': '2147483648', 'GNU.sparse.numblocks': '1', 'GNU.sparse.map': '0,1' }), { path: 'big', body: 'x' }], 'big'],
   // a/b/l resolves to the root; a/b/x -> l/../etc then climbs one level above it on a real filesystem.
   ['a ".." after another symlink', [{ path: 'a/b/l', type: 'SymbolicLink', linkpath: '../..' }, { path: 'a/b/x', type: 'SymbolicLink', linkpath: 'l/../etc' }], 'a/b/x'],
 ];
@@ -194,6 +210,29 @@ describe('inspectPackage', () => {
     assert.equal(info.read('lib/enjin.yaml'), null);
     assert.equal(info.read('huge.txt'), null, 'root files over 1 MiB are not kept');
     assert.equal(info.read('missing'), null);
+  });
+
+  it('says a manifest over 1 MiB is too large instead of missing', async () => {
+    const info = await inspectPackage(gzipSync(rawTar([{ path: 'enjin.yaml', body: '#'.repeat(1024 ** 2 + 1) }])));
+    const err = await rejection((async () => info.read('enjin.yaml'))());
+    assert.equal(err.code, 'manifest_too_large');
+    assert.match(err.message, /enjin\.yaml is 1 MiB \(1048577 bytes\); a manifest may be at most 1 MiB/);
+  });
+
+  it('caps entries at 20,000 by default, configurable with ENJIN_PACKAGE_MAX_ENTRIES', async () => {
+    const entries = (n: number) => gzipSync(rawTar(Array.from({ length: n }, (_, i) => ({ path: `f${i}`, body: '' }))));
+    const over = entries(20_001);
+    const err = await rejection(inspectPackage(over));
+    assert.match(err.message, /more than 20000 entries, the limit \(ENJIN_PACKAGE_MAX_ENTRIES\)/);
+    assert.equal((await inspectPackage(entries(20_000))).files, 20_000);
+    process.env.ENJIN_PACKAGE_MAX_ENTRIES = '30000';
+    try {
+      assert.equal((await inspectPackage(over)).files, 20_001);
+      process.env.ENJIN_PACKAGE_MAX_ENTRIES = 'lots';
+      assert.equal((await rejection(inspectPackage(over))).code, 'invalid_config');
+    } finally {
+      delete process.env.ENJIN_PACKAGE_MAX_ENTRIES;
+    }
   });
 });
 

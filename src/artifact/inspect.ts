@@ -1,5 +1,6 @@
-// Reads a package (tar.gz) in one streaming pass without writing anything, and rejects it whole if any entry is unsafe.
+// Reads a package (tar.gz) in streaming passes without writing anything, and rejects it whole if any entry is unsafe.
 import { createHash } from 'node:crypto';
+import { open } from 'node:fs/promises';
 import { Readable, Writable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
@@ -28,20 +29,22 @@ export interface ScannedEntry {
 }
 
 export interface PackageScan {
-  /** in archive order, without the root directory entry */
+  /** in archive order, without the root directory entry; empty unless asked for (keepEntries) */
   entries: ScannedEntry[];
   /** regular files and symlinks */
   files: number;
   /** sum of regular file sizes */
   unpackedSize: number;
   rootFiles: Map<string, Buffer>;
+  /** manifests (enjin.yaml, Procfile, …) at the root too large to read, with their sizes */
+  oversizedRootFiles: Map<string, number>;
 }
 
 export interface PackageInfo {
   sha256: string;
   files: number;
   unpackedSize: number;
-  /** the text of a small file at the package root (enjin.yaml, Procfile, …), or null */
+  /** the text of a small file at the package root (enjin.yaml, Procfile, …), or null; throws manifest_too_large for a manifest over ROOT_FILE_MAX */
   read(path: string): string | null;
 }
 
@@ -148,23 +151,42 @@ export async function feedTar(
   }
 }
 
+/** Why an entry is refused as a sparse file: GNU sparse (type S) arrives as its own type, PAX sparse as GNU.sparse.* keys. */
+const PAX_SPARSE = /(^|\n)\d+ GNU\.sparse\./;
+
+/** A compact key for the duplicate check: memory per entry stays small however long its path is. */
+function pathKey(path: string): string {
+  return path.length <= 64 ? path : `#${createHash('sha256').update(path).digest('base64')}`;
+}
+
+export interface ScanOptions {
+  /** keep the list of entries (unpack compares extraction with it); inspection only needs the verdict */
+  keepEntries?: boolean;
+}
+
 /**
- * One streaming pass over a package: lists every entry, enforces the limits as headers arrive (a huge size
- * claim fails at its header, a gzip bomb at the decompression cap) and collects every unsafe entry,
- * then throws `package_unsafe` for all of them at once.
+ * Streaming passes over a package: lists every entry, enforces the limits as headers arrive (a huge size claim fails
+ * at its header, a gzip bomb at the decompression cap) and collects every unsafe entry, then throws `package_unsafe`
+ * for all of them at once. Memory does not grow with the entries' contents, only a small key per entry for the
+ * duplicate check; when the package has symlinks a second pass checks that nothing is written through one.
+ * `open` gives a fresh stream of the same bytes for each pass.
  */
-export async function scanPackage(source: Readable, opts: PackageLimits = {}): Promise<PackageScan> {
+export async function scanPackage(open: () => Readable, opts: PackageLimits = {}, scanOpts: ScanOptions = {}): Promise<PackageScan> {
   const limits = resolveLimits(opts);
   const problems = new ProblemList();
   const entries: ScannedEntry[] = [];
   const seen = new Set<string>();
+  /** folded path → the symlink's own path and target */
+  const links = new Map<string, { path: string; linkpath: string }>();
   const rootFiles = new Map<string, Buffer>();
+  const oversizedRootFiles = new Map<string, number>();
   let count = 0;
   let declared = 0;
   let files = 0;
   let unpackedSize = 0;
   let budget = CAPTURE_BUDGET;
   let fatal: EnjinError | null = null;
+  let sparseHeader = false;
 
   const admit = (entry: ReadEntry): boolean => {
     if (fatal) return false;
@@ -189,16 +211,23 @@ export async function scanPackage(source: Readable, opts: PackageLimits = {}): P
       if (kind !== 'directory') problems.add(entry.path, 'names the package root but is not a directory');
       return;
     }
-    if (seen.has(path)) return problems.add(entry.path, 'appears twice; each path may appear once');
-    seen.add(path);
+    const key = pathKey(path);
+    if (seen.has(key)) return problems.add(entry.path, 'appears twice; each path may appear once');
+    seen.add(key);
     const size = entry.size ?? 0;
-    entries.push(kind === 'symlink' ? { path, kind, size, linkpath: entry.linkpath ?? '' } : { path, kind, size });
+    if (scanOpts.keepEntries) entries.push(kind === 'symlink' ? { path, kind, size, linkpath: entry.linkpath ?? '' } : { path, kind, size });
+    if (kind === 'symlink') links.set(foldPath(path), { path, linkpath: entry.linkpath ?? '' });
     if (kind === 'directory') return;
     files++;
     if (kind !== 'file') return;
     unpackedSize += size;
+    if (path.includes('/')) return;
     const always = ALWAYS_CAPTURED.has(path);
-    if (!path.includes('/') && size <= ROOT_FILE_MAX && (always || size <= budget)) {
+    if (size > ROOT_FILE_MAX) {
+      if (always) oversizedRootFiles.set(path, size);
+      return;
+    }
+    if (always || size <= budget) {
       if (!always) budget -= size;
       const chunks: Buffer[] = [];
       entry.on('data', (c: Buffer) => chunks.push(c));
@@ -207,47 +236,89 @@ export async function scanPackage(source: Readable, opts: PackageLimits = {}): P
   };
 
   const parser = new Parser({ strict: true, maxMetaEntrySize: META_MAX });
+  // node-tar drops the PAX keys it does not know, so a PAX sparse file would otherwise pass as a small regular file.
+  parser.on('meta', (text: string) => {
+    if (PAX_SPARSE.test(text)) sparseHeader = true;
+  });
+  const sparse = (entry: ReadEntry): boolean => {
+    if (!sparseHeader) return false;
+    sparseHeader = false;
+    problems.add(entry.path, 'is a sparse file (PAX GNU.sparse headers); only regular files, directories and symlinks are allowed');
+    return true;
+  };
   parser.on('entry', (entry: ReadEntry) => {
-    if (admit(entry)) record(entry);
+    if (admit(entry) && !sparse(entry)) record(entry);
     entry.resume();
   });
   // node-tar skips unknown entry types and oversized metadata records silently; a package must not contain either.
   parser.on('ignoredEntry', (entry: ReadEntry) => {
-    if (!admit(entry)) return;
+    if (!admit(entry) || sparse(entry)) return;
     if (entry.meta) problems.add(entry.path, `is a metadata record larger than ${formatBytes(META_MAX)}`);
     else problems.add(entry.path, `is ${TYPE_NAMES[entry.type] ?? `an entry of type "${entry.type}"`}; only regular files, directories and symlinks are allowed`);
   });
 
-  await feedTar(source, parser, limits, () => fatal);
+  await feedTar(open(), parser, limits, () => fatal);
   if (fatal) throw fatal;
 
-  const links = new Set(entries.filter((e) => e.kind === 'symlink').map((e) => foldPath(e.path)));
   if (links.size) {
-    for (const e of entries) {
-      const parts = e.path.split('/');
+    const isLink = (folded: string): boolean => links.has(folded);
+    for (const l of links.values()) {
+      const why = symlinkProblem(l.path, l.linkpath, isLink);
+      if (why) problems.add(l.path, `is a symlink to "${l.linkpath}", which ${why}`);
+    }
+    const insideLink = (path: string): void => {
+      const parts = path.split('/');
       let prefix = '';
       for (let i = 0; i < parts.length - 1; i++) {
         prefix = prefix ? `${prefix}/${parts[i]}` : parts[i];
         if (links.has(foldPath(prefix))) {
-          problems.add(e.path, `is inside "${prefix}", which is a symlink; nothing may be written through a symlink`);
+          problems.add(path, `is inside "${prefix}", which is a symlink; nothing may be written through a symlink`);
           break;
         }
       }
-      if (e.kind === 'symlink') {
-        const why = symlinkProblem(e.path, e.linkpath ?? '', (f) => links.has(f));
-        if (why) problems.add(e.path, `is a symlink to "${e.linkpath}", which ${why}`);
-      }
-    }
+    };
+    if (scanOpts.keepEntries) for (const e of entries) insideLink(e.path);
+    else await eachEntryPath(open(), limits, insideLink);
   }
   if (problems.count) throw problems.toError();
-  return { entries, files, unpackedSize, rootFiles };
+  return { entries, files, unpackedSize, rootFiles, oversizedRootFiles };
+}
+
+/** A second pass over an archive already scanned: calls `visit` with each entry's normalized path. */
+async function eachEntryPath(source: Readable, limits: Required<PackageLimits>, visit: (path: string) => void): Promise<void> {
+  const parser = new Parser({ strict: true, maxMetaEntrySize: META_MAX });
+  parser.on('entry', (entry: ReadEntry) => {
+    const norm = normalizeEntryPath(entry.path);
+    if ('path' in norm && norm.path !== '') visit(norm.path);
+    entry.resume();
+  });
+  await feedTar(source, parser, limits, () => null);
 }
 
 /** Checks an uploaded package and reads its root files, writing nothing; throws package_invalid or package_unsafe. */
 export async function inspectPackage(tarball: Buffer, opts?: PackageLimits): Promise<PackageInfo> {
   if (!hasGzipMagic(tarball)) throw invalidPackage('it does not start with the gzip signature');
   const sha256 = createHash('sha256').update(tarball).digest('hex');
-  const scan = await scanPackage(bufferSource(tarball), opts);
+  return packageInfo(sha256, await scanPackage(() => bufferSource(tarball), opts));
+}
+
+/**
+ * inspectPackage for a package on disk (an upload streamed to a file): memory stays bounded whatever its size.
+ * `sha256` is the hash computed while the file was written.
+ */
+export async function inspectPackageFile(path: string, sha256: string, opts?: PackageLimits): Promise<PackageInfo> {
+  const handle = await open(path, 'r');
+  try {
+    const head = Buffer.alloc(2);
+    await handle.read(head, 0, 2, 0);
+    if (!hasGzipMagic(head)) throw invalidPackage('it does not start with the gzip signature');
+    return packageInfo(sha256, await scanPackage(() => handle.createReadStream({ start: 0, autoClose: false }), opts));
+  } finally {
+    await handle.close();
+  }
+}
+
+function packageInfo(sha256: string, scan: PackageScan): PackageInfo {
   return {
     sha256,
     files: scan.files,
@@ -255,6 +326,10 @@ export async function inspectPackage(tarball: Buffer, opts?: PackageLimits): Pro
     read(path: string): string | null {
       const norm = normalizeEntryPath(path);
       if ('problem' in norm) return null;
+      const size = scan.oversizedRootFiles.get(norm.path);
+      if (size !== undefined) {
+        throw new EnjinError('manifest_too_large', `${norm.path} is ${formatBytes(size)} (${size} bytes); a manifest may be at most ${formatBytes(ROOT_FILE_MAX)}, so keep data out of it`, { status: 413 });
+      }
       return scan.rootFiles.get(norm.path)?.toString('utf8') ?? null;
     },
   };

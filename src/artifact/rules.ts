@@ -8,7 +8,24 @@ export interface PackageLimits {
 }
 
 export const DEFAULT_MAX_BYTES = 1024 ** 3;
-export const DEFAULT_MAX_ENTRIES = 100_000;
+/**
+ * Entries (files, directories, symlinks) per package. Source trees are a few thousand entries even for large apps,
+ * since dependencies and build output are left out (.gitignore, .enjinignore) and made by `prepare`; 20,000 leaves
+ * room for vendored trees while bounding the work and memory one upload can cost. ENJIN_PACKAGE_MAX_ENTRIES changes
+ * it for every role of this process (packing, the controller's check, the agent's unpack).
+ */
+export const DEFAULT_MAX_ENTRIES = 20_000;
+export const MAX_ENTRIES_ENV = 'ENJIN_PACKAGE_MAX_ENTRIES';
+
+function configuredMaxEntries(): number {
+  const raw = process.env[MAX_ENTRIES_ENV];
+  if (raw === undefined || raw === '') return DEFAULT_MAX_ENTRIES;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > 10_000_000) {
+    throw new EnjinError('invalid_config', `${MAX_ENTRIES_ENV}=${raw} is not valid: give a whole number of entries from 1 to 10000000`, { status: 500 });
+  }
+  return n;
+}
 /** Root files up to this size are kept in memory during inspection (enjin.yaml, Procfile, …). */
 export const ROOT_FILE_MAX = 1024 ** 2;
 /** The longest entry path accepted; PATH_MAX on Linux. */
@@ -17,7 +34,7 @@ export const PATH_MAX_BYTES = 4096;
 export const PACKED_MTIME = new Date('2000-01-01T00:00:00Z');
 
 export function resolveLimits(opts: PackageLimits = {}): Required<PackageLimits> {
-  return { maxBytes: opts.maxBytes ?? DEFAULT_MAX_BYTES, maxEntries: opts.maxEntries ?? DEFAULT_MAX_ENTRIES };
+  return { maxBytes: opts.maxBytes ?? DEFAULT_MAX_BYTES, maxEntries: opts.maxEntries ?? configuredMaxEntries() };
 }
 
 /**
@@ -129,7 +146,7 @@ export class ProblemList {
 export function tooLarge(limits: Required<PackageLimits>, what: 'bytes' | 'entries' | 'stream', file?: string, code = 'package_unsafe'): EnjinError {
   const message =
     what === 'entries'
-      ? `the package has more than ${limits.maxEntries} entries, the limit; leave generated directories out with .enjinignore and let "prepare" build them`
+      ? `the package has more than ${limits.maxEntries} entries, the limit (${MAX_ENTRIES_ENV}); leave generated directories out with .enjinignore and let "prepare" build them`
       : `the package unpacks to more than ${formatBytes(limits.maxBytes)}, the limit; leave large or generated files out with .enjinignore and let "prepare" build them`;
   const detail =
     what === 'stream'

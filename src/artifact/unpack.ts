@@ -55,7 +55,7 @@ export async function unpackPackage(tarballPath: string, destDir: string, expect
     await handle.read(head, 0, 2, 0);
     if (!hasGzipMagic(head)) throw invalidPackage('it does not start with the gzip signature');
 
-    const scan = await scanPackage(handle.createReadStream({ start: 0, autoClose: false }), limits);
+    const scan = await scanPackage(() => handle.createReadStream({ start: 0, autoClose: false }), limits, { keepEntries: true });
 
     if (await exists(dest)) {
       throw new EnjinError('unpack_target_exists', `cannot unpack into ${dest}: it already exists; remove it first`, { status: 409 });

@@ -3,7 +3,7 @@
 import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Bus } from '../bus/bus.ts';
-import { EnjinError, conflict, notFound } from '../core/errors.ts';
+import { conflict, notFound } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
 import type { Instance, Job, Node, Project, Version } from '../core/model.ts';
 import { subjects, type InstanceReport, type NodeStateUpdate, type Notification } from '../core/messages.ts';
@@ -14,6 +14,7 @@ import { JobIndex } from './jobs/job-index.ts';
 import { buildTree, jobActions, type ActionHost } from './jobs/actions.ts';
 import { isEmptyPlan, reconcile, type Plan } from './reconcile/reconcile.ts';
 import { buildRouteTable } from './routes/build.ts';
+import { hostnameClashes } from './hostnames.ts';
 import { RoutePublisher } from './routes/publisher.ts';
 import { ControllerState } from './state.ts';
 import { PackageStore } from './packages.ts';
@@ -197,11 +198,12 @@ export class Controller implements ActionHost {
     return reconcile(this.reconcileInput(project));
   }
 
-  private reconcileInput(project: Project) {
+  /** `version`: the project's version when it is not in the state yet (a deploy being decided). */
+  private reconcileInput(project: Project, version?: Version) {
     return {
       project,
       projectId: project.id,
-      version: project.currentVersionId ? this.state.versions.get(project.currentVersionId) ?? null : null,
+      version: version ?? (project.currentVersionId ? this.state.versions.get(project.currentVersionId) ?? null : null),
       instances: this.state.instancesOf(project.id),
       nodes: [...this.state.nodes.values()],
       instancesOnNode: (id: string) => this.state.instancesOnNode(id),
@@ -411,53 +413,46 @@ export class Controller implements ActionHost {
 
   // --- versions ---
 
-  async createVersion(project: Project | null, projectName: string, pkg: { sha256: string; size: number; tarball: Buffer; manifest: Version['manifest'] }): Promise<{ project: Project; version: Version; created: boolean }> {
+  /**
+   * Takes an uploaded package as one decision: the project must be idle, its hostnames free and, when it is to be
+   * released, a plan possible (a ready node). Only then are the project, the package and the version stored and the
+   * tree started. A refused request stores nothing, and concurrent requests are decided one at a time, so thirty
+   * deploys at once give one tree and one version. The upload file is moved into the package store or left for the
+   * caller to remove.
+   */
+  async deploy(projectName: string, upload: { sha256: string; size: number; path: string }, manifest: Version['manifest'], release: boolean): Promise<{ project: Project; version: Version; created: boolean; job: Job | null }> {
     return this.serialized(async () => {
       const ws = this.defaultWorkspace();
-      let p = project ?? this.state.projectByName(ws.id, projectName) ?? null;
-      if (p) this.assertIdle(p);
-      if (p && this.destroying.has(p.id)) throw conflict('project_busy', `${projectName} is being destroyed; wait for that job to end`);
-      this.assertHostnamesFree(p?.id ?? null, pkg.manifest);
+      const existing = this.state.projectByName(ws.id, projectName) ?? null;
+      if (existing && this.destroying.has(existing.id)) throw conflict('project_busy', `${projectName} is being destroyed; wait for that job to end`);
+      if (existing) this.assertIdle(existing);
+      const clash = hostnameClashes(this.state, existing?.id ?? null, projectName, manifest, this.domain);
+      if (clash) throw clash;
       const now = new Date().toISOString();
-      if (!p) {
-        p = { id: newId('prj'), workspaceId: ws.id, name: projectName, currentVersionId: null, routedVersionId: null, scale: {}, createdAt: now, updatedAt: now };
-        await this.store.saveProject(p);
-        this.state.projects.set(p.id, p);
+      const project: Project = existing ?? { id: newId('prj'), workspaceId: ws.id, name: projectName, currentVersionId: null, routedVersionId: null, scale: {}, createdAt: now, updatedAt: now };
+      const same = existing ? this.state.versionsOf(existing.id).find((v) => v.sha256 === upload.sha256) : undefined;
+      const number = Math.max(0, ...(existing ? this.state.versionsOf(existing.id).map((v) => v.number) : [])) + 1;
+      const version: Version = same ?? { id: newId('ver'), projectId: project.id, number, sha256: upload.sha256, size: upload.size, manifest, createdAt: now };
+      // Planned before anything is stored: with no ready node this throws and the request has changed nothing.
+      const plan = release ? reconcile(this.reconcileInput({ ...project, currentVersionId: version.id }, version)) : null;
+
+      if (!existing) {
+        await this.store.saveProject(project);
+        this.state.projects.set(project.id, project);
       }
-      const same = this.state.versionsOf(p.id).find((v) => v.sha256 === pkg.sha256);
-      if (same) return { project: p, version: same, created: false };
-      await this.packages.put(pkg.sha256, pkg.tarball);
-      const number = Math.max(0, ...this.state.versionsOf(p.id).map((v) => v.number)) + 1;
-      const version: Version = { id: newId('ver'), projectId: p.id, number, sha256: pkg.sha256, size: pkg.size, manifest: pkg.manifest, createdAt: now };
-      await this.store.insertVersion(version);
-      this.state.versions.set(version.id, version);
-      return { project: p, version, created: true };
+      if (!same) {
+        await this.packages.adopt(upload.sha256, upload.path);
+        await this.store.insertVersion(version);
+        this.state.versions.set(version.id, version);
+      }
+      let job: Job | null = null;
+      if (plan && !(project.currentVersionId === version.id && isEmptyPlan(plan))) {
+        const previous = project.currentVersionId;
+        await this.saveProject({ ...this.state.projects.get(project.id)!, currentVersionId: version.id });
+        this.backoff.delete(project.id);
+        job = await this.startPlan(this.state.projects.get(project.id)!, plan, 'deploy', `deploy ${projectName} v${version.number}`, { previousVersionId: previous, targetVersionId: version.id });
+      }
+      return { project: this.state.projects.get(project.id)!, version, created: !same, job };
     });
   }
-
-  /** Hostnames belong to one project: a manifest may not claim one another project serves or is about to serve. */
-  private assertHostnamesFree(projectId: string | null, manifest: Version['manifest']): void {
-    const taken = new Map<string, string>();
-    for (const p of this.state.projects.values()) {
-      if (p.id === projectId) continue;
-      for (const vid of new Set([p.currentVersionId, p.routedVersionId])) {
-        const v = vid ? this.state.versions.get(vid) : undefined;
-        for (const s of Object.values(v?.manifest.services ?? {})) for (const h of s.hostnames) taken.set(h, p.name);
-      }
-    }
-    const clashes: Array<{ service: string; index: number; hostname: string; owner: string }> = [];
-    for (const [service, s] of Object.entries(manifest.services)) {
-      s.hostnames.forEach((h, index) => {
-        const owner = taken.get(h);
-        if (owner) clashes.push({ service, index, hostname: h, owner });
-      });
-    }
-    if (clashes.length) {
-      throw new EnjinError('hostname_taken', `${clashes.length} hostname(s) already belong to another project; choose others or destroy that project first`, {
-        status: 409,
-        details: clashes.map((c) => ({ path: `services.${c.service}.hostnames.${c.index}`, message: `${c.hostname} is served by project ${c.owner}` })),
-      });
-    }
-  }
 }
-

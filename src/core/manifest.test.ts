@@ -253,9 +253,33 @@ services:
   });
 });
 
+describe('parseManifest: hostile keys and characters', () => {
+  it('refuses prototype keys as service and variable names, with their position', () => {
+    const d = hasProblem('project: a\nservices:\n  constructor:\n    command: x\n', /services.constructor/);
+    assert.deepEqual([d.line, d.column], [3, 3]);
+    assert.match(d.message, /reserved word/);
+    for (const key of ['__proto__', 'constructor', 'prototype']) {
+      const e = hasProblem(`project: a\nenv:\n  ${key}: x\nservices: { web: { command: x } }\n`, new RegExp(`env.${key}`));
+      assert.equal(e.line, 3);
+    }
+    assert.match(hasProblem('project: a\nservices: { web: { command: x, env: { constructor: y } } }\n', /services.web.env.constructor/).message, /reserved word/);
+  });
+  it('refuses a NUL character anywhere, which the store could not keep', () => {
+    const d = hasProblem('project: a\nenv: { A: "x\\0y" }\nservices: { web: { command: x } }\n', /NUL/);
+    assert.equal(d.line, 2);
+    hasProblem('project: a\nservices: { web: { command: "node \\0" } }\n', /NUL/);
+    assert.throws(() => parseProcfile('web: node\0 x\n', 'a'), /invalid|problem/);
+  });
+});
+
 describe('hostnameProblem', () => {
   it('accepts DNS names and two-label wildcards', () => {
-    for (const h of ['localhost', 'a.example.com', 'xn--bcher-kva.example', '*.hello.localhost', 'a-b.c0']) assert.equal(hostnameProblem(h), null, h);
+    for (const h of ['app.localhost', 'a.example.com', 'xn--bcher-kva.example', '*.hello.localhost', 'a-b.c0', 'web.0x.example', '0x7f.example.com']) assert.equal(hostnameProblem(h), null, h);
+  });
+  it('rejects IP addresses in every notation, and bare localhost', () => {
+    const ips = ['127.0.0.1', '2130706433', '0x7f000001', '0X7F000001'.toLowerCase(), '0177.0.0.1', '0x7f.0.0.1', '127.1', 'a.0x1', '[::1]', '::1', '::ffff:127.0.0.1', '[::ffff:7f00:1]', 'fe80::1'];
+    for (const h of ips) assert.match(hostnameProblem(h) ?? '', /IP(v6)? address/, h);
+    assert.match(hostnameProblem('localhost') ?? '', /app\.localhost/);
   });
   it('rejects the rest with a reason', () => {
     for (const h of ['', 'a.com:80', 'a.com/x', 'https://a.com', 'a.com.', '*.com', 'a.*.com', '**.a.com', '-a.com', 'a_b.com', 'bücher.de', '10.0.0.1', `${'a'.repeat(64)}.com`]) {

@@ -1,5 +1,5 @@
 // Parses and validates enjin.yaml into a Manifest, reporting every problem at once with its line and column.
-import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node, type Pair, type YAMLMap } from 'yaml';
+import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node, type Pair, type YAMLMap } from 'yaml';
 import { EnjinError, type ErrorDetail } from './errors.ts';
 import { NAME_PATTERN, NAME_RULE } from './ids.ts';
 import type { HealthSpec, Manifest, ServiceSpec, ServiceTimeouts } from './model.ts';
@@ -26,6 +26,12 @@ const SYNONYMS: Record<string, string> = {
 };
 
 export const ENV_KEY_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/**
+ * Keys that name an object's prototype machinery in JavaScript. A user-chosen key is looked up in plain objects
+ * (services, env, scale), where these would reach Object.prototype instead of the user's data, so they are refused.
+ */
+export const PROTOTYPE_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
+
 /** Set by the agent for every listening instance; a manifest value would be silently wrong. */
 const RESERVED_ENV = new Set(['PORT']);
 
@@ -48,7 +54,11 @@ export function hostnameProblem(host: string): string | null {
   if (host === '') return 'must not be empty';
   if (/^[a-z][a-z0-9+.-]*:\/\//.test(host)) return 'must be a bare hostname, without a scheme such as http://';
   if (host.includes('/')) return 'must be a bare hostname, without a path';
-  if (host.includes(':')) return 'must be a bare hostname, without a port (the router listens on its own ports)';
+  if (host.includes(':') || host.startsWith('[')) {
+    return /^\[?[0-9a-f:.]*\]?$/.test(host) && host.split(':').length > 2
+      ? 'is an IPv6 address; routing is by hostname, so use a name'
+      : 'must be a bare hostname, without a port (the router listens on its own ports)';
+  }
   if (/[^\x00-\x7f]/.test(host)) return 'must be ASCII; write an internationalized name in its punycode (xn--) form';
   if (host.endsWith('.')) return 'must not end with a dot';
   let name = host;
@@ -66,7 +76,10 @@ export function hostnameProblem(host: string): string | null {
       return `label "${label}" may only hold letters, digits and inner dashes`;
     }
   }
-  if (/^[0-9]+$/.test(labels[labels.length - 1])) return 'looks like an IP address; routing is by hostname';
+  // A name whose last label is a number is an IPv4 address to URL parsers and resolvers, whatever the notation:
+  // 127.0.0.1, 2130706433, 0x7f000001, 0177.0.0.1 (WHATWG URL "ends in a number").
+  if (/^([0-9]+|0x[0-9a-f]*)$/.test(labels[labels.length - 1])) return 'is an IP address (in some notation); routing is by hostname, so use a name';
+  if (host === 'localhost') return '"localhost" on its own names this machine, not an app; use a name under it such as app.localhost';
   return null;
 }
 
@@ -85,6 +98,12 @@ export function parseManifest(text: string, file = MANIFEST_FILE): Manifest {
     for (const e of doc.errors) v.problemAt(e.pos[0], '', yamlMessage(e.code, e.message));
     throw manifestInvalid(file, v.problems);
   }
+  // No command, variable or name can carry a NUL, and the store refuses one in text: say so here, with its place.
+  visit(doc, {
+    Scalar(_key, node) {
+      if (typeof node.value === 'string' && node.value.includes('\0')) v.problem(node, null, '', 'contains a NUL character (\\0); remove it');
+    },
+  });
   const manifest = v.manifest(doc.contents);
   if (v.problems.length || !manifest) throw manifestInvalid(file, v.problems);
   return manifest;
@@ -301,6 +320,10 @@ class Validator {
     const out: Record<string, string> = {};
     for (const item of this.entries(v, path, null)) {
       const full = `${path}.${item.key}`;
+      if (PROTOTYPE_KEYS.has(item.key)) {
+        this.problem(item.keyNode, null, full, `is a reserved word (${[...PROTOTYPE_KEYS].join(', ')}); choose another variable name`);
+        continue;
+      }
       if (!ENV_KEY_PATTERN.test(item.key)) {
         this.problem(item.keyNode, null, full, 'is not a valid variable name: use letters, digits and underscores, not starting with a digit');
         continue;
@@ -332,6 +355,7 @@ class Validator {
   private service(e: Entry): ServiceSpec | null {
     const base = `services.${e.key}`;
     if (!NAME_PATTERN.test(e.key)) this.problem(e.keyNode, null, base, `is not a valid service name: ${NAME_RULE}`);
+    else if (PROTOTYPE_KEYS.has(e.key)) this.problem(e.keyNode, null, base, `is a reserved word (${[...PROTOTYPE_KEYS].join(', ')}); choose another service name`);
     const v = e.value;
     if (!isMap(v)) {
       this.problem(v, e.anchor, base, `must be a map with at least a command, e.g. "command: node server.js" (got ${describe(v)})`);

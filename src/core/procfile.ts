@@ -1,7 +1,7 @@
 // Reads a Heroku-style Procfile ("name: command" per line) into a Manifest, for apps that have no enjin.yaml.
 import type { ErrorDetail } from './errors.ts';
 import { NAME_PATTERN, NAME_RULE } from './ids.ts';
-import { manifestInvalid, STOP_TIMEOUT_DEFAULT } from './manifest.ts';
+import { manifestInvalid, PROTOTYPE_KEYS, STOP_TIMEOUT_DEFAULT } from './manifest.ts';
 import type { Manifest, ServiceSpec } from './model.ts';
 
 export const PROCFILE = 'Procfile';
@@ -37,11 +37,19 @@ export function parseProcfile(text: string, project: string, file = PROCFILE): M
       problem(n, indent + 1, `"${name}" is not a valid process name: ${NAME_RULE}${hint}`, name || undefined);
       return;
     }
+    if (PROTOTYPE_KEYS.has(name)) {
+      problem(n, indent + 1, `"${name}" is a reserved word; choose another process name`, name);
+      return;
+    }
     if (seen.has(name)) {
       problem(n, indent + 1, `"${name}" is already defined on line ${seen.get(name)}; each process name appears once`, name);
       return;
     }
     seen.set(name, n);
+    if (command.includes('\0')) {
+      problem(n, commandColumn, `"${name}" has a NUL character in its command; remove it`, name);
+      return;
+    }
     if (command === '') {
       problem(n, commandColumn, `"${name}" has no command after the colon`, name);
       return;

@@ -1,25 +1,30 @@
 // The controller's REST API: Fastify + TypeBox, OpenAPI at /openapi.json, a bearer token on every route but /healthz.
+import { rm } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { EnjinError, invalid, notFound } from '../../core/errors.ts';
-import { parseManifest } from '../../core/manifest.ts';
-import { parseProcfile } from '../../core/procfile.ts';
-import { locateInYaml } from '../../core/yaml-locate.ts';
 import { NAME_PATTERN, NAME_RULE } from '../../core/ids.ts';
-import type { Instance, Job, Manifest, Project, Version } from '../../core/model.ts';
-import type { InstanceView, ProjectView, VersionView } from '../../core/api.ts';
+import type { Job, Project, Version } from '../../core/model.ts';
 import { subjects, type AgentReply, type RouterStatsReply } from '../../core/messages.ts';
-import { inspectPackage } from '../../artifact/inspect.ts';
+import { inspectPackageFile } from '../../artifact/inspect.ts';
+import { formatBytes } from '../../artifact/rules.ts';
+import { MAX_CONCURRENT_UPLOADS, MAX_PACKAGE_BYTES, receiveUpload, type ReceivedUpload } from './upload.ts';
 import type { Controller } from '../controller.ts';
-import { generatedHostname } from '../routes/build.ts';
 import { jobListRoutes } from './routes/jobs.ts';
+import { bearerToken, CONTROL_CHARS, ID_PATTERN, ID_RULE, manifestFrom, parseLogCursor, withPositions } from './inputs.ts';
+import { byServiceThenId, viewInstance, viewProject, viewVersion } from './views.ts';
 
-const MAX_PACKAGE_BYTES = 512 * 1024 * 1024;
+/** JSON bodies: every route but the package upload. */
+const MAX_JSON_BYTES = 1024 ** 2;
+const IDLE_CONNECTION_MS = 300_000;
 
 export async function buildApi(c: Controller): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false, bodyLimit: 1024 * 1024, trustProxy: false }).withTypeProvider<TypeBoxTypeProvider>();
+  // connectionTimeout: a client that sends nothing for that long (a stalled upload, a slow-loris) is disconnected;
+  // live job streams send a heartbeat every 15 s, so they are never idle that long.
+  const app = Fastify({ logger: false, bodyLimit: MAX_JSON_BYTES, trustProxy: false, connectionTimeout: IDLE_CONNECTION_MS }).withTypeProvider<TypeBoxTypeProvider>();
 
   await app.register(swagger, {
     openapi: {
@@ -29,12 +34,15 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
     },
   });
 
-  app.addContentTypeParser(['application/gzip', 'application/x-gzip', 'application/octet-stream'], { parseAs: 'buffer', bodyLimit: MAX_PACKAGE_BYTES }, (_req, body, done) => done(null, body));
+  // Packages are handed over as the raw stream, only on the upload route; everywhere else they are not a body.
+  app.addContentTypeParser(['application/gzip', 'application/x-gzip', 'application/octet-stream'], (req, payload, done) => {
+    if ((req.routeOptions.config as { packageUpload?: boolean } | undefined)?.packageUpload) return done(null, payload);
+    done(new EnjinError('unsupported_media_type', `${req.method} ${req.routeOptions.url ?? req.url} takes a JSON body (Content-Type: application/json); only POST /v1/projects/NAME/deploys takes a package`, { status: 415 }), undefined);
+  });
 
   app.addHook('onRequest', async (req: FastifyRequest) => {
     if (req.url === '/healthz') return;
-    const header = req.headers.authorization ?? '';
-    const token = header.startsWith('Bearer ') ? header.slice(7).trim() : '';
+    const token = bearerToken(req.headers.authorization);
     if (!token) throw new EnjinError('unauthorized', 'this API needs a token: pass `Authorization: Bearer TOKEN` (the CLI reads it from DATA/credentials.json or ENJIN_TOKEN)', { status: 401 });
     const role = await c.auth.check(token);
     if (!role) throw new EnjinError('unauthorized', 'the token is not valid for this enjin; use the one in DATA/credentials.json', { status: 401 });
@@ -43,17 +51,38 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
     }
   });
 
-  app.setErrorHandler((err: unknown, _req, reply: FastifyReply) => {
-    if (err instanceof EnjinError) return reply.status(err.status).send({ error: err.toJSON() });
+  // Every id and name in a path, and every query value, is checked here once, before any route looks it up: a
+  // control character (NUL above all, which PostgreSQL refuses) never reaches the store.
+  app.addHook('preValidation', async (req: FastifyRequest) => {
+    for (const [key, value] of Object.entries((req.params ?? {}) as Record<string, unknown>)) {
+      // '*' is the not-found handler's catch-all, answered as a 404 below.
+      if (key !== '*' && typeof value === 'string' && !ID_PATTERN.test(value)) {
+        throw new EnjinError('invalid_id', `the ${key} in the path is not a valid id or name (${ID_RULE}); copy it from \`enjin projects\`, \`enjin jobs\` or \`enjin versions\``, { status: 400 });
+      }
+    }
+    for (const [key, value] of Object.entries((req.query ?? {}) as Record<string, unknown>)) {
+      for (const v of Array.isArray(value) ? value : [value]) {
+        if (typeof v === 'string' && CONTROL_CHARS.test(v)) throw invalid(`the query parameter ${key} contains a control character; send printable text`);
+      }
+    }
+  });
+
+  app.setErrorHandler((err: unknown, req, reply: FastifyReply) => {
+    // A refused upload may still be arriving: answer, then close the connection rather than read the rest.
+    if (!req.raw.complete && (req.routeOptions.config as { packageUpload?: boolean } | undefined)?.packageUpload) reply.header('connection', 'close');
+    if (err instanceof EnjinError) {
+      return reply.status(err.status).send({ error: err.toJSON() });
+    }
     const e = err as { statusCode?: number; code?: string; message?: string; validation?: unknown };
     if (e.validation) return reply.status(400).send({ error: { code: 'invalid_request', message: `${e.message}; see /openapi.json for this route's parameters` } });
-    if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.status(413).send({ error: { code: 'package_too_large', message: `the upload is over ${MAX_PACKAGE_BYTES} bytes; add large files to .enjinignore` } });
+    if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.status(413).send({ error: { code: 'body_too_large', message: `request bodies are limited to ${formatBytes(MAX_JSON_BYTES)} of JSON; send less (packages go to POST /v1/projects/NAME/deploys)` } });
     if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return reply.status(415).send({ error: { code: 'unsupported_media_type', message: e.message } });
     if (e.statusCode && e.statusCode < 500) return reply.status(e.statusCode).send({ error: { code: 'invalid_request', message: e.message } });
     return reply.status(500).send({ error: { code: 'internal', message: `the controller failed: ${e.message ?? String(err)}` } });
   });
   app.setNotFoundHandler((req, reply) => reply.status(404).send({ error: { code: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}; see /openapi.json` } }));
 
+  let uploadsInProgress = 0;
   const ProjectParams = Type.Object({ project: Type.String() });
   const projectView = (p: Project) => viewProject(c, p);
 
@@ -73,30 +102,45 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
   });
 
   app.post('/v1/projects/:project/deploys', {
+    // The package is a stream handed over raw (see the content-type parser) and receiveUpload enforces its limit as it
+    // reads; Fastify's bodyLimit stays at the JSON limit here too, so a JSON body cannot be buffered up to 512 MiB.
+    config: { packageUpload: true },
     schema: {
-      summary: 'Upload a package (tar.gz of the project directory) and deploy it',
+      summary: `Upload a package (tar.gz of the project directory, at most ${formatBytes(MAX_PACKAGE_BYTES)}) and deploy it; refused as a whole, storing nothing`,
       params: ProjectParams,
       querystring: Type.Object({ deploy: Type.Optional(Type.Boolean({ default: true })) }),
     },
   }, async (req, reply) => {
     const name = req.params.project;
     if (!NAME_PATTERN.test(name)) throw invalid(`project name "${name}" is not valid: ${NAME_RULE}`);
-    const body = req.body as Buffer | undefined;
-    if (!Buffer.isBuffer(body) || body.length === 0) throw invalid('send the package as the request body with Content-Type: application/gzip');
-    const pkg = await inspectPackage(body);
-    const { manifest, text, file } = manifestFrom(pkg, name);
-    if (manifest.project !== name) {
-      throw new EnjinError('project_mismatch', `the manifest names project "${manifest.project}" but the upload is for "${name}"; deploy it as ${manifest.project} or change \`project:\` in ${file}`, { status: 422 });
+    const body = req.body as Readable | undefined;
+    if (!(body instanceof Readable)) throw invalid('send the package as the request body with Content-Type: application/gzip');
+    // Each upload in progress holds a file of up to MAX_PACKAGE_BYTES: a bounded number at a time bounds the disk.
+    if (uploadsInProgress >= MAX_CONCURRENT_UPLOADS) {
+      throw new EnjinError('too_many_uploads', `${MAX_CONCURRENT_UPLOADS} uploads are already being received; send this one again when one of them is done`, { status: 429 });
     }
-    const existing = c.state.projectByName(c.defaultWorkspace().id, name) ?? null;
-    let created;
+    uploadsInProgress++;
+    let upload: ReceivedUpload | null = null;
     try {
-      created = await c.createVersion(existing, name, { sha256: pkg.sha256, size: body.length, tarball: body, manifest });
-    } catch (err) {
-      throw withPositions(err, file, text);
+      const declared = req.headers['content-length'] === undefined ? null : Number(req.headers['content-length']);
+      upload = await receiveUpload(body, c.packages.uploadPath(), declared);
+      const pkg = await inspectPackageFile(upload.path, upload.sha256);
+      const { manifest, text, file } = manifestFrom(pkg, name);
+      if (manifest.project !== name) {
+        throw new EnjinError('project_mismatch', `the manifest names project "${manifest.project}" but the upload is for "${name}"; deploy it as ${manifest.project} or change \`project:\` in ${file}`, { status: 422 });
+      }
+      let done;
+      try {
+        done = await c.deploy(name, upload, manifest, req.query.deploy !== false);
+      } catch (err) {
+        throw withPositions(err, file, text);
+      }
+      return reply.status(done.job ? 202 : 200).send({ project: projectView(done.project), version: viewVersion(c, done.version), created: done.created, job: done.job });
+    } finally {
+      uploadsInProgress--;
+      // Adopted into the package store by an accepted deploy; anything else leaves nothing behind.
+      if (upload) await rm(upload.path, { force: true });
     }
-    const job = req.query.deploy === false ? null : await c.release(created.project, created.version, 'deploy');
-    return reply.status(job ? 202 : 200).send({ project: projectView(c.state.projects.get(created.project.id)!), version: viewVersion(c, created.version), created: created.created, job });
   });
 
   app.get('/v1/projects/:project/versions', { schema: { summary: 'List versions', params: ProjectParams } }, async (req) => {
@@ -133,9 +177,10 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
     if (!version) throw new EnjinError('not_deployed', `${p.name} has no version yet; deploy it first`, { status: 409 });
     const changes: Record<string, number> = {};
     for (const [service, value] of Object.entries(req.body.services)) {
-      const spec = version.manifest.services[service];
+      // Only the version's own services: a key such as "constructor" must not reach Object.prototype.
+      const spec = Object.hasOwn(version.manifest.services, service) ? version.manifest.services[service] : undefined;
       if (!spec) throw new EnjinError('unknown_service', `${p.name} has no service "${service}"; it has ${Object.keys(version.manifest.services).join(', ')}`, { status: 404 });
-      const now = p.scale[service] ?? spec.instances;
+      const now = (Object.hasOwn(p.scale, service) ? p.scale[service] : undefined) ?? spec.instances;
       const s = String(value);
       const n = s.startsWith('+') || s.startsWith('-') ? now + Number(s) : Number(s);
       if (!Number.isInteger(n) || n < 0 || n > 100) throw invalid(`${service} would have ${n} instances; the count must be from 0 to 100`);
@@ -165,12 +210,12 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
     const p = c.project(req.params.project);
     const { service, instance, cursor } = req.query;
     const lines = req.query.lines ?? 100;
-    let offsets: Record<string, number> = {};
+    let offsets: Record<string, number> = Object.create(null);
     if (cursor) {
-      try { offsets = JSON.parse(Buffer.from(cursor, 'base64url').toString()); } catch { throw invalid('cursor is not one this API returned'); }
+      offsets = parseLogCursor(cursor);
     }
     const instances = c.state.instancesOf(p.id).filter((i) => (!service || i.service === service) && (!instance || i.id === instance));
-    if (service && !instances.length && !c.state.versionsOf(p.id).some((v) => v.manifest.services[service])) {
+    if (service && !instances.length && !c.state.versionsOf(p.id).some((v) => Object.hasOwn(v.manifest.services, service))) {
       throw new EnjinError('unknown_service', `${p.name} has no service "${service}"`, { status: 404 });
     }
     const entries = await Promise.all(instances.map(async (i) => {
@@ -279,67 +324,4 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
   });
 
   return app;
-}
-
-/** The manifest of an upload: enjin.yaml, or else a Procfile. */
-function manifestFrom(pkg: { read(path: string): string | null }, project: string): { manifest: Manifest; text: string; file: string } {
-  const yamlText = pkg.read('enjin.yaml') ?? pkg.read('enjin.yml');
-  if (yamlText !== null) {
-    const file = pkg.read('enjin.yaml') !== null ? 'enjin.yaml' : 'enjin.yml';
-    return { manifest: parseManifest(yamlText, file), text: yamlText, file };
-  }
-  const procfile = pkg.read('Procfile');
-  if (procfile !== null) return { manifest: parseProcfile(procfile, project), text: procfile, file: 'Procfile' };
-  throw new EnjinError('manifest_missing', 'the package has no enjin.yaml (or Procfile) at its root; add one that says what to run', { status: 422 });
-}
-
-/** Gives details that carry a manifest path a file, line and column. */
-function withPositions(err: unknown, file: string, text: string): unknown {
-  if (!(err instanceof EnjinError) || file === 'Procfile') return err;
-  for (const d of err.details) {
-    if (!d.path || d.line) continue;
-    const pos = locateInYaml(text, d.path.split('.').map((k) => (/^\d+$/.test(k) ? Number(k) : k)));
-    if (pos) Object.assign(d, { file, line: pos.line, column: pos.column });
-  }
-  return err;
-}
-
-function byServiceThenId(a: { project: string; service: string; id: string }, b: { project: string; service: string; id: string }): number {
-  return a.project.localeCompare(b.project) || a.service.localeCompare(b.service) || (a.id < b.id ? -1 : 1);
-}
-
-export function viewVersion(c: Controller, v: Version): VersionView {
-  const p = c.state.projects.get(v.projectId);
-  return {
-    id: v.id, number: v.number, sha256: v.sha256, size: v.size, createdAt: v.createdAt,
-    current: p?.currentVersionId === v.id, routed: p?.routedVersionId === v.id,
-    services: Object.fromEntries(Object.entries(v.manifest.services).map(([n, s]) => [n, { command: s.command, instances: s.instances, listens: s.listens, hostnames: s.hostnames }])),
-  };
-}
-
-export function viewInstance(c: Controller, i: Instance): InstanceView {
-  const v = c.state.versions.get(i.versionId);
-  const p = c.state.projects.get(i.projectId);
-  return {
-    id: i.id, project: p?.name ?? '?', service: i.service, version: v?.number ?? null, node: c.state.nodes.get(i.nodeId)?.name ?? i.nodeId,
-    desired: i.desired, state: i.current?.state ?? 'pending', pid: i.current?.pid ?? null, host: i.current?.host ?? null, port: i.current?.port ?? null,
-    restarts: i.current?.restarts ?? 0, lastExit: i.current?.lastExit ?? null, message: i.current?.message ?? null, createdAt: i.createdAt,
-  };
-}
-
-export function viewProject(c: Controller, p: Project): ProjectView {
-  const ws = c.state.workspaces.get(p.workspaceId)?.name ?? 'default';
-  const current = p.currentVersionId ? c.state.versions.get(p.currentVersionId) : undefined;
-  const routed = p.routedVersionId ? c.state.versions.get(p.routedVersionId) : undefined;
-  const instances = c.state.instancesOf(p.id);
-  return {
-    id: p.id, name: p.name, workspace: ws, createdAt: p.createdAt, updatedAt: p.updatedAt,
-    version: current?.number ?? null, routedVersion: routed?.number ?? null,
-    services: Object.entries(current?.manifest.services ?? {}).map(([name, s]) => ({
-      name, command: s.command, listens: s.listens,
-      hostnames: s.listens ? [...s.hostnames, generatedHostname(name, p.name, ws, c.domain)] : [],
-      desired: p.scale[name] ?? s.instances,
-      running: instances.filter((i) => i.service === name && i.versionId === current!.id && i.current?.state === 'running').length,
-    })),
-  };
 }

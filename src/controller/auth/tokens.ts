@@ -1,6 +1,6 @@
 // API tokens: secrets are handed out once and only their sha256 is stored; agents get a per-run token that can
 // only download packages.
-import { createHash } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { newId, newSecret } from '../../core/ids.ts';
 import type { Store } from '../../store/store.ts';
 
@@ -39,7 +39,9 @@ export class TokenAuth {
   }
 
   async check(secret: string): Promise<TokenRole | null> {
-    if (secret === this.nodeToken) return 'node';
+    const given = Buffer.from(secret);
+    const node = Buffer.from(this.nodeToken);
+    if (given.length === node.length && timingSafeEqual(given, node)) return 'node';
     const hash = hashToken(secret);
     const checkedAt = this.#checked.get(hash);
     if (checkedAt !== undefined && Date.now() - checkedAt < this.#ttlMs) return 'admin';

@@ -15,6 +15,19 @@ export function generatedHostname(service: string, project: string, workspace: s
   return workspace === 'default' ? `${service}.${project}.${domain}` : `${service}.${project}.${workspace}.${domain}`;
 }
 
+/**
+ * The project whose generated names cover `host`, or null: everything below PROJECT.DOMAIN (the generated
+ * SERVICE.PROJECT.DOMAIN, deeper names, and the wildcard *.PROJECT.DOMAIN) is reserved for PROJECT, whether or not
+ * that project exists yet, so a project created later never finds its generated names served by someone else.
+ */
+export function generatedNamespaceOwner(host: string, domain: string): string | null {
+  const suffix = `.${domain.toLowerCase()}`;
+  const h = host.toLowerCase();
+  if (!h.endsWith(suffix)) return null;
+  const labels = h.slice(0, -suffix.length).split('.');
+  return labels.length >= 2 ? labels[labels.length - 1] : null;
+}
+
 export function serviceKey(workspace: string, project: string, service: string): string {
   return `${workspace}/${project}/${service}`;
 }
@@ -22,6 +35,7 @@ export function serviceKey(workspace: string, project: string, service: string):
 export function buildRouteTable(input: RouteInput): { hosts: Record<string, string>; services: Record<string, RouteService> } {
   const hosts: Record<string, string> = {};
   const services: Record<string, RouteService> = {};
+  const generated: Array<[string, string]> = [];
   const projects = [...input.projects].sort((a, b) => (a.id < b.id ? -1 : 1));
   for (const project of projects) {
     const version = project.routedVersionId ? input.versions.get(project.routedVersionId) : undefined;
@@ -38,8 +52,11 @@ export function buildRouteTable(input: RouteInput): { hosts: Record<string, stri
       services[key] = spec.timeouts
         ? { key, upstreams, timeouts: { connectMs: spec.timeouts.connect * 1000, headerMs: spec.timeouts.header * 1000, idleMs: spec.timeouts.idle * 1000 } }
         : { key, upstreams };
-      for (const h of [...spec.hostnames, generatedHostname(name, project.name, ws, input.domain)]) hosts[h.toLowerCase()] = key;
+      for (const h of spec.hostnames) hosts[h.toLowerCase()] = key;
+      generated.push([generatedHostname(name, project.name, ws, input.domain).toLowerCase(), key]);
     }
   }
+  // A generated name always reaches its own project, even if an older manifest claimed it before that was refused.
+  for (const [h, key] of generated) hosts[h] = key;
   return { hosts, services };
 }
