@@ -143,7 +143,7 @@ export class ProblemList {
  * The limit error. `file` is the entry whose header crossed the limit; 'stream' is the decompression cap,
  * hit by data no header declared. `package_too_large` is the packer's code, before anything is uploaded.
  */
-export function tooLarge(limits: Required<PackageLimits>, what: 'bytes' | 'entries' | 'stream', file?: string, code = 'package_unsafe'): EnjinError {
+export function tooLarge(limits: Required<PackageLimits>, what: 'bytes' | 'entries' | 'stream', file?: string, code: 'package_unsafe' | 'package_too_large' = 'package_unsafe'): EnjinError {
   const message =
     what === 'entries'
       ? `the package has more than ${limits.maxEntries} entries, the limit (${MAX_ENTRIES_ENV}); leave generated directories out with .enjinignore and let "prepare" build them`

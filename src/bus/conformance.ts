@@ -70,7 +70,7 @@ export function busConformance(name: string, open: () => Promise<BusPair>): void
   withPair('request/reply carries answers and coded errors both ways, and times out', async ({ bus, peer }) => {
     bus.handle('svc', async (d, subject) => {
       const x = (d as { x: number }).x;
-      if (x < 0) throw new EnjinError('negative', 'x must be positive', { status: 422 });
+      if (x < 0) throw new EnjinError('invalid_request', 'x must be positive', { status: 422 });
       if (x === 0) await new Promise((r) => setTimeout(r, 1_000));
       return { y: x * 2, subject };
     });
@@ -81,7 +81,7 @@ export function busConformance(name: string, open: () => Promise<BusPair>): void
     await barrier(peer, bus, 'sync.r2');
     assert.deepEqual(await peer.request('svc', { x: 2 }), { y: 4, subject: 'svc' });
     assert.deepEqual(await bus.request('svc', { x: 3 }), { y: 6, subject: 'svc' });
-    await assert.rejects(peer.request('svc', { x: -1 }), (e: EnjinError) => e instanceof EnjinError && e.code === 'negative' && e.status === 422 && e.message === 'x must be positive');
+    await assert.rejects(peer.request('svc', { x: -1 }), (e: EnjinError) => e instanceof EnjinError && e.code === 'invalid_request' && e.status === 422 && e.message === 'x must be positive');
     await assert.rejects(bus.request('plain', {}), (e: EnjinError) => e instanceof EnjinError && e.code === 'internal' && e.status === 500 && /boom/.test(e.message));
     await assert.rejects(peer.request('svc', { x: 0 }, { timeoutMs: 50 }), (e: EnjinError) => e.code === 'bus_timeout' && e.status === 504);
     await assert.rejects(peer.request('nobody', {}), (e: EnjinError) => e.code === 'bus_no_responder' && e.status === 503);

@@ -1,5 +1,72 @@
 // One coded error type for the whole product: a stable code, an HTTP status, and a message that tells the user what to do.
 
+// Every error code enjin answers with, once, with what it means. A code is a stable contract (clients and scripts
+// branch on it); the compiler refuses a code that is not listed here.
+export const ERROR_CODES = {
+  // requests
+  invalid_request: 'a request, option or setting is malformed; the message says which part and how to fix it',
+  invalid_id: 'an id in a URL path is not an id enjin could have issued',
+  invalid_cursor: 'a paging cursor is malformed or names nothing',
+  invalid_config: 'enjin itself is configured wrongly (an option or environment variable)',
+  body_too_large: 'a JSON request body is over the limit',
+  unsupported_media_type: 'a request body of a type the route does not take',
+  unauthorized: 'no token, or a token enjin does not know',
+  forbidden: 'the token is known but may not do this',
+  not_found: 'the named thing does not exist',
+  conflict: 'the store refused a write that contradicts what it holds',
+  internal: 'a fault of enjin itself; the message carries the cause',
+  bad_response: 'the controller answered with something that is not enjin JSON',
+  // manifests and packages
+  manifest_missing: 'the package has neither enjin.yaml nor a Procfile',
+  manifest_invalid: 'enjin.yaml or the Procfile has errors; details carry line and column',
+  manifest_too_large: 'enjin.yaml is over its size limit',
+  package_invalid: 'the upload is not a gzip tarball enjin can read',
+  package_corrupt: 'a package does not match its checksum',
+  package_unsafe: 'a package entry could escape its directory or harm the host (links out, devices, sparse files)',
+  package_too_large: 'a package, once unpacked, or its number of entries is over the limit',
+  pack_failed: 'the CLI could not pack the directory',
+  upload_incomplete: 'the upload ended before its declared length',
+  too_many_uploads: 'too many uploads are being received at once; try again shortly',
+  unpack_failed: 'a package could not be unpacked on a node',
+  unpack_target_exists: 'a version directory is already there on the node',
+  // projects, versions, deploys
+  project_required: 'the command cannot tell which project is meant',
+  project_mismatch: 'the manifest names another project than the one asked for',
+  project_busy: 'a job tree is already changing this project',
+  hostname_taken: 'a hostname belongs to another project, or is generated for one',
+  unknown_service: 'the project has no service of that name',
+  not_deployed: 'the project has no version yet',
+  no_earlier_version: 'there is no version to roll back to',
+  job_finished: 'the job tree has already ended',
+  // nodes and instances
+  no_ready_nodes: 'no node can take the work now',
+  node_disk_full: 'a node has less free disk than its threshold',
+  no_free_port: 'a node has no free port left in its range',
+  spawn_failed: 'a process could not be started',
+  instance_start_failed: 'an instance exited or never became ready while starting',
+  instance_stopped: 'the instance was stopped while the request waited for it',
+  prepare_failed: 'a prepare command failed; the message carries its last lines',
+  version_fetch_failed: 'a node could not download a package',
+  version_not_prepared: 'the version is not unpacked and prepared on that node',
+  agent_stopping: 'the agent is shutting down',
+  agent_state_corrupt: "the agent's state file cannot be read",
+  agent_state_unwritable: 'the agent cannot record its instances; it starts nothing until it can',
+  app_user_unavailable: 'the unprivileged user apps run as could not be found or created',
+  data_dir_unreachable: 'apps cannot reach their files under the data directory',
+  // the platform's own plumbing
+  store_unavailable: 'the store cannot be reached; writes are refused until it is back',
+  store_migration_failed: 'the store schema could not be brought up to date',
+  data_dir_locked: 'another enjin uses the data directory',
+  port_in_use: 'a port enjin was told to listen on is taken',
+  no_credentials: 'the CLI found no API address and token',
+  controller_unreachable: 'the CLI could not reach the controller',
+  bus_timeout: 'a request on the bus got no answer in time',
+  bus_no_responder: 'nothing answers on that bus subject',
+  bus_closed: 'the bus was closed',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
 export interface ErrorDetail {
   /** file the problem is in (manifests, packages) */
   file?: string;
@@ -11,11 +78,11 @@ export interface ErrorDetail {
 }
 
 export class EnjinError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly status: number;
   readonly details: ErrorDetail[];
 
-  constructor(code: string, message: string, opts: { status?: number; details?: ErrorDetail[]; cause?: unknown } = {}) {
+  constructor(code: ErrorCode, message: string, opts: { status?: number; details?: ErrorDetail[]; cause?: unknown } = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'EnjinError';
     this.code = code;
@@ -23,7 +90,7 @@ export class EnjinError extends Error {
     this.details = opts.details ?? [];
   }
 
-  toJSON(): { code: string; message: string; details?: ErrorDetail[] } {
+  toJSON(): { code: ErrorCode; message: string; details?: ErrorDetail[] } {
     return this.details.length ? { code: this.code, message: this.message, details: this.details } : { code: this.code, message: this.message };
   }
 
@@ -31,7 +98,8 @@ export class EnjinError extends Error {
   static fromJSON(body: unknown, status = 500): EnjinError {
     const b = (body ?? {}) as { code?: unknown; message?: unknown; details?: unknown };
     return new EnjinError(
-      typeof b.code === 'string' ? b.code : 'internal',
+      // A peer of another version may send a code this one does not list: it is passed on as it came.
+      typeof b.code === 'string' ? (b.code as ErrorCode) : 'internal',
       typeof b.message === 'string' ? b.message : 'unexpected error',
       { status, details: Array.isArray(b.details) ? (b.details as ErrorDetail[]) : [] },
     );
@@ -44,7 +112,7 @@ export const notFound = (what: string, hint = ''): EnjinError =>
 export const invalid = (message: string, details: ErrorDetail[] = []): EnjinError =>
   new EnjinError('invalid_request', message, { status: 400, details });
 
-export const conflict = (code: string, message: string): EnjinError => new EnjinError(code, message, { status: 409 });
+export const conflict = (code: ErrorCode, message: string): EnjinError => new EnjinError(code, message, { status: 409 });
 
 const mib = (bytes: number): string => `${Math.floor(bytes / 2 ** 20)} MiB`;
 
