@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync, statfsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { pino } from 'pino';
+import { componentLogger } from '../log/logger.ts';
 import type { Bus, Subscription } from '../bus/bus.ts';
 import { invalid, nodeDiskFull, notFound } from '../core/errors.ts';
 import { subjects, type AgentReply, type AgentRequest, type InstanceReport, type NodeInfo, type NodeStateUpdate, type Notification } from '../core/messages.ts';
@@ -20,7 +20,7 @@ import { checkId, VersionStore } from './versions.ts';
 const LOG_RETENTION_MS = 7 * 24 * 3600_000;
 
 /** The agent's own log, on stderr (stdout of `enjin up` is its machine-readable output). */
-const log = pino({ name: 'enjin-agent' }, pino.destination(2));
+const log = componentLogger('agent');
 
 export interface AgentOptions {
   nodeId: string;

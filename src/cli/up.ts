@@ -12,6 +12,9 @@ import { RouterProcess } from './up-router.ts';
 import { openStore } from '../store/open.ts';
 import { readNofileLimit } from '../process/fd-limit.ts';
 import { EnjinError } from '../core/errors.ts';
+import { componentLogger } from '../log/logger.ts';
+
+const log = componentLogger('up');
 
 export interface UpOptions {
   dataDir: string;
@@ -75,7 +78,7 @@ export async function up(opts: UpOptions): Promise<RunningEnjin> {
   // Stopped in reverse: router, agent (and its instances), API, controller, bus, store.
   const started: Array<() => Promise<void>> = [async () => store.close(), async () => bus.close()];
   const stopAll = async () => {
-    for (const stop of started.reverse()) await stop().catch(() => {});
+    for (const stop of started.reverse()) await stop().catch((err: unknown) => log.error({ err }, 'a component failed to stop; stopping the rest'));
   };
   try {
     const controller = await Controller.start({ store, bus, dataDir: join(dataDir, 'controller'), domain: opts.domain });

@@ -19,6 +19,9 @@ import { RoutePublisher } from './routes/publisher.ts';
 import { ControllerState } from './state.ts';
 import { PackageStore } from './packages.ts';
 import { TokenAuth } from './auth/tokens.ts';
+import { componentLogger } from '../log/logger.ts';
+
+const log = componentLogger('controller');
 
 export interface ControllerOptions {
   store: Store;
@@ -242,7 +245,8 @@ export class Controller implements ActionHost {
   /** The one applier: plans are computed and turned into trees one at a time, so two plans never race. */
   private serialized<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.applying.then(fn, fn);
-    this.applying = run.catch(() => {});
+    // The caller gets the failure through `run`; the chain only needs to know the turn is over.
+    this.applying = run.then(() => undefined, () => undefined);
     return run;
   }
 
@@ -275,7 +279,7 @@ export class Controller implements ActionHost {
       const prevNumber = previous ? this.state.versions.get(previous)?.number : null;
       this.jobs.appendLog(root.id, previous ? `desired version set back to v${prevNumber}` : 'no previous version: nothing will run');
       this.backoff.delete(projectId);
-      setImmediate(() => void this.converge(this.state.projects.get(projectId)!, 'revert', `revert ${project.name} to ${prevNumber ? `v${prevNumber}` : 'nothing'}`).catch(() => {}));
+      setImmediate(() => void this.converge(this.state.projects.get(projectId)!, 'revert', `revert ${project.name} to ${prevNumber ? `v${prevNumber}` : 'nothing'}`).catch((err: unknown) => log.error({ err, projectId }, 'reverting the project failed; the reconciler tries again')));
     }
   }
 
@@ -284,7 +288,7 @@ export class Controller implements ActionHost {
     for (const n of this.state.nodes.values()) {
       if (n.status === 'ready' && n.lastSeenAt && now - Date.parse(n.lastSeenAt) > NODE_DOWN_AFTER_MS) {
         n.status = 'down';
-        void this.store.saveNode(n).catch(() => {});
+        void this.store.saveNode(n).catch((err: unknown) => log.warn({ err, nodeId: n.id }, 'could not save the node as down; memory keeps it'));
         this.notify({ kind: 'node-down', at: new Date().toISOString(), nodeId: n.id, message: `node ${n.name} has not reported for ${NODE_DOWN_AFTER_MS / 1000} s` });
       }
     }
@@ -311,7 +315,7 @@ export class Controller implements ActionHost {
     }
     for (const n of this.state.nodes.values()) {
       if (n.status !== 'ready') continue;
-      void this.bus.request(subjects.agentRpc(n.id), { op: 'gc', keep: [...keep] }, { timeoutMs: 60_000 }).catch(() => {});
+      void this.bus.request(subjects.agentRpc(n.id), { op: 'gc', keep: [...keep] }, { timeoutMs: 60_000 }).catch((err: unknown) => log.warn({ err, nodeId: n.id }, 'collecting unused versions on the node failed; the next successful tree tries again'));
     }
   }
 
@@ -325,7 +329,7 @@ export class Controller implements ActionHost {
     const changedNode = !existing || existing.status !== 'ready' || existing.address !== info.address || existing.name !== info.name;
     Object.assign(node, { name: info.name, address: info.address, labels: info.labels, status: 'ready', lastSeenAt: now, disk: info.disk ?? null });
     this.state.nodes.set(node.id, node);
-    if (changedNode) void this.store.saveNode(node).catch(() => {});
+    if (changedNode) void this.store.saveNode(node).catch((err: unknown) => log.warn({ err, nodeId: node.id }, 'could not save the node; memory keeps it'));
 
     const reported = new Set<string>();
     for (const r of update.instances) {
@@ -348,7 +352,7 @@ export class Controller implements ActionHost {
       // the node was away): desired state is the controller's, so it goes.
       if (r.desired === 'running' && r.current.nodeId) {
         this.notify({ kind: 'info', at: new Date().toISOString(), nodeId: r.current.nodeId, instanceId: r.instanceId, message: `stopping ${r.project}/${r.service} ${r.instanceId}: not in the desired state` });
-        void this.bus.request(subjects.agentRpc(r.current.nodeId), { op: 'stop', instanceId: r.instanceId }, { timeoutMs: 330_000 }).catch(() => {});
+        void this.bus.request(subjects.agentRpc(r.current.nodeId), { op: 'stop', instanceId: r.instanceId }, { timeoutMs: 330_000 }).catch((err: unknown) => log.warn({ err, nodeId: r.current.nodeId, instanceId: r.instanceId }, 'stopping an unwanted instance failed; its next report tries again'));
       }
       return;
     }
@@ -369,7 +373,7 @@ export class Controller implements ActionHost {
   }
 
   private persistInstance(i: Instance): void {
-    void this.store.saveInstance(i).catch(() => {});
+    void this.store.saveInstance(i).catch((err: unknown) => log.warn({ err, instanceId: i.id }, 'could not save the instance; memory keeps it and its next change saves it again'));
   }
 
   notify(n: Notification): void {
