@@ -26,9 +26,12 @@ export class TokenAuth {
   readonly #checked = new Map<string, number>();
 
   readonly #ttlMs: number;
+  /** the clock the memory's age is read from (a test steps it instead of sleeping) */
+  readonly #now: () => number;
 
-  constructor(private readonly store: Store, opts: { checkedTtlMs?: number } = {}) {
+  constructor(private readonly store: Store, opts: { checkedTtlMs?: number; now?: () => number } = {}) {
     this.#ttlMs = opts.checkedTtlMs ?? CHECKED_TTL_MS;
+    this.#now = opts.now ?? Date.now;
   }
 
   /** Creates an admin token and returns its secret: the only time it is seen. */
@@ -44,11 +47,11 @@ export class TokenAuth {
     if (given.length === node.length && timingSafeEqual(given, node)) return 'node';
     const hash = hashToken(secret);
     const checkedAt = this.#checked.get(hash);
-    if (checkedAt !== undefined && Date.now() - checkedAt < this.#ttlMs) return 'admin';
+    if (checkedAt !== undefined && this.#now() - checkedAt < this.#ttlMs) return 'admin';
     this.#checked.delete(hash);
     if (!(await this.store.findTokenByHash(hash))) return null;
     if (this.#checked.size >= CHECKED_MAX) this.#checked.delete(this.#checked.keys().next().value!);
-    this.#checked.set(hash, Date.now());
+    this.#checked.set(hash, this.#now());
     return 'admin';
   }
 }
