@@ -1,6 +1,6 @@
 // The agent: one per node; answers the controller's requests on the bus, supervises instances, and reports the node's state.
 import { randomUUID } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync, statfsSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { componentLogger } from '../log/logger.ts';
 import type { Bus, Subscription } from '../bus/bus.ts';
@@ -130,6 +130,11 @@ export class Agent {
       chmodSync(d, mode);
     }
     this.accounts.checkReachable(this.versionsDir);
+    // Node looks up the directory tree for the nearest package.json to decide how to load an app's .js files: without
+    // one here, an app with none of its own would take on whatever project happens to hold the data directory
+    // (e.g. "type": "module" when enjin runs from its own checkout).
+    const scope = join(this.versionsDir, 'package.json');
+    if (!existsSync(scope)) writeFileSync(scope, '{ "private": true, "description": "enjin: app versions do not inherit the package scope of the directories above" }\n', { mode: 0o644 });
     await this.versions.secureUnpacked();
     this.checkDisk();
     // Downloads interrupted by a crash are never resumed.
