@@ -1,24 +1,19 @@
-// Instance supervision: start behind a readiness gate, keep alive with exponential backoff, stop, and re-adopt after an agent restart.
-import { setTimeout as delay } from 'node:timers/promises';
-import { EnjinError, invalid } from '../core/errors.ts';
-import type { InstanceReport, InstanceSpec, Notification } from '../core/messages.ts';
-import type { InstanceCurrent, InstanceState } from '../core/model.ts';
+// Instance supervision: start behind a readiness gate, keep alive with exponential backoff, stop, and hand over across agent restarts.
+import { EnjinError } from '../core/errors.ts';
+import type { InstanceReport } from '../core/messages.ts';
 import type { AppAccounts } from './app-accounts.ts';
 import type { Driver, TaskExit, TaskHandle } from './drivers/driver.ts';
-import { loadLocalState, saveLocalState, type InstanceMode, type PersistedInstance } from './local-state.ts';
 import type { InstanceLogs } from './instance-logs.ts';
+import { checkSpec } from './instance-spec.ts';
+import { InstanceStateFile } from './instance-state-file.ts';
+import type { PersistedInstance } from './local-state.ts';
 import { tailLines } from './logs.ts';
 import { portIsFree, type PortAllocator } from './ports.ts';
-import { httpProbe, listenerAmong, tcpProbe } from './probes.ts';
+import { nextBackoff, type BackoffPolicy } from './restart-backoff.ts';
+import { awaitReadiness } from './readiness.ts';
+import { readopt } from './readoption.ts';
+import { describeExit, toReport, type Kind, type Managed, type Notify, type Run } from './supervised-instance.ts';
 import { checkId, type VersionStore } from './versions.ts';
-
-export interface BackoffPolicy {
-  /** first restart delay; doubles per consecutive failure */
-  initialMs: number;
-  maxMs: number;
-  /** an instance that stayed up this long starts again from `initialMs` */
-  resetAfterMs: number;
-}
 
 export interface SupervisorOptions {
   nodeId: string;
@@ -40,66 +35,18 @@ export interface SupervisorOptions {
   probeIntervalMs: number;
   onChange: (instanceId: string) => void;
   onRemove: (instanceId: string) => void;
-  notify: (n: Omit<Notification, 'at' | 'nodeId'>) => void;
-}
-
-/** One spawned process of an instance. */
-interface Run {
-  handle: TaskHandle;
-  startedAt: number;
-  exit: TaskExit | null;
-  exited: Promise<TaskExit>;
-  /** stops watching the process (it is stopped, or left running for the next agent) */
-  unwatch: AbortController;
-}
-
-interface Managed {
-  spec: InstanceSpec;
-  mode: InstanceMode;
-  state: InstanceState;
-  port: number | null;
-  restarts: number;
-  lastExit: InstanceCurrent['lastExit'];
-  message: string | null;
-  run: Run | null;
-  /** bumped whenever the agent changes course (stop, shutdown): async work of an older generation gives up */
-  gen: number;
-  cancel: AbortController;
-  /** consecutive failed runs, for the backoff delay */
-  failures: number;
-  timer: NodeJS.Timeout | null;
-  /** the start (or restart) under way */
-  launching: Promise<void> | null;
-  stopping: Promise<void> | null;
-}
-
-type Kind = 'rpc' | 'restart';
-
-/** Checks a spec that arrived over the bus before any of it reaches the file system or a shell. */
-export function checkSpec(spec: unknown): InstanceSpec {
-  const s = spec as InstanceSpec;
-  if (!s || typeof s !== 'object') throw invalid('start needs an instance spec');
-  checkId('instance', s.instanceId);
-  checkId('version', s.versionId);
-  if (typeof s.command !== 'string' || !s.command.trim()) throw invalid(`instance ${s.instanceId} has no command`);
-  for (const f of ['startTimeout', 'stopTimeout'] as const) {
-    if (typeof s[f] !== 'number' || !(s[f] >= 0)) throw invalid(`instance ${s.instanceId}: ${f} must be a number of seconds`);
-  }
-  if (!s.env || typeof s.env !== 'object' || Object.values(s.env).some((v) => typeof v !== 'string')) {
-    throw invalid(`instance ${s.instanceId}: env must map names to strings`);
-  }
-  return s;
+  notify: Notify;
 }
 
 export class Supervisor {
   private readonly o: SupervisorOptions;
   private readonly instances = new Map<string, Managed>();
   private closed = false;
-  /** why the last write of the local state failed (disk full, read-only): null once a write succeeds again */
-  private persistError: NodeJS.ErrnoException | null = null;
+  private readonly stateFile: InstanceStateFile;
 
   constructor(o: SupervisorOptions) {
     this.o = o;
+    this.stateFile = new InstanceStateFile(o.statePath, o.nodeId, (n) => o.notify(n));
   }
 
   logPath(instanceId: string): string {
@@ -119,33 +66,16 @@ export class Supervisor {
   }
 
   reports(): InstanceReport[] {
-    return [...this.instances.values()].map((m) => this.toReport(m));
+    return [...this.instances.values()].map((m) => this.reportOf(m));
   }
 
   report(instanceId: string): InstanceReport | null {
     const m = this.instances.get(instanceId);
-    return m ? this.toReport(m) : null;
+    return m ? this.reportOf(m) : null;
   }
 
-  private toReport(m: Managed): InstanceReport {
-    return {
-      instanceId: m.spec.instanceId,
-      service: m.spec.service,
-      project: m.spec.project,
-      versionId: m.spec.versionId,
-      desired: m.mode === 'stopping' ? 'stopped' : 'running',
-      current: {
-        state: m.state,
-        nodeId: this.o.nodeId,
-        pid: m.run?.handle.pid ?? null,
-        host: m.port === null ? null : this.o.address,
-        port: m.port,
-        restarts: m.restarts,
-        lastExit: m.lastExit,
-        message: m.message,
-        reportedAt: new Date().toISOString(),
-      },
-    };
+  private reportOf(m: Managed): InstanceReport {
+    return toReport(m, this.o.nodeId, this.o.address);
   }
 
   // ---- requests -------------------------------------------------------------------------------------------------
@@ -159,10 +89,10 @@ export class Supervisor {
       await m.stopping;
       m = this.instances.get(id);
     }
-    if (m && m.state === 'running') return this.toReport(m);
+    if (m && m.state === 'running') return this.reportOf(m);
     if (m?.launching) {
       await m.launching;
-      return this.toReport(m);
+      return this.reportOf(m);
     }
     if (!this.o.versions.isPrepared(spec.versionId)) {
       throw new EnjinError('version_not_prepared', `version ${spec.versionId} is not prepared on node ${this.o.nodeId}; prepare it before starting instance ${id}`, { status: 409 });
@@ -171,7 +101,7 @@ export class Supervisor {
       // It is being kept alive already: restart it now rather than after the backoff delay.
       m.restarts++;
       await this.launch(m, 'restart');
-      return this.toReport(m);
+      return this.reportOf(m);
     }
     if (!m) {
       m = {
@@ -185,7 +115,7 @@ export class Supervisor {
       m.mode = 'run';
     }
     await this.launch(m, 'rpc');
-    return this.toReport(m);
+    return this.reportOf(m);
   }
 
   /** Stops an instance (SIGTERM, SIGKILL after its stopTimeout) and forgets it. Unknown ids are already stopped. */
@@ -266,9 +196,10 @@ export class Supervisor {
       }
       m.port = port;
     }
-    if (this.persistError) {
+    const unwritable = this.stateFile.unwritable();
+    if (unwritable) {
       // A process the agent cannot record would be lost to a restart of the agent: start nothing until it can.
-      return this.fail(m, gen, kind, this.stateUnwritable());
+      return this.fail(m, gen, kind, unwritable);
     }
     let handle: TaskHandle;
     try {
@@ -306,7 +237,7 @@ export class Supervisor {
   /** The readiness gate of one run: 'running' when it passes, else the run is killed and the launch fails. */
   private async settle(m: Managed, run: Run, gen: number, kind: Kind): Promise<void> {
     const spec = m.spec;
-    const outcome = await this.gate(m, run, gen);
+    const outcome = await awaitReadiness(m, run, gen, this.o.driver, this.o);
     if (gen !== m.gen) throw this.cancelled(m);
     if (outcome === 'ready') {
       m.state = 'running';
@@ -330,32 +261,6 @@ export class Supervisor {
     await this.o.logs.settle(spec.instanceId);
     const tail = await tailLines(this.logPath(spec.instanceId));
     return this.fail(m, gen, kind, new EnjinError('instance_start_failed', `instance ${spec.instanceId} failed to start: ${reason}; last lines of its log:\n${tail}`, { status: 422 }), reason);
-  }
-
-  private async gate(m: Managed, run: Run, gen: number): Promise<'ready' | 'exited' | 'timeout' | 'cancelled'> {
-    const spec = m.spec;
-    const signal = m.cancel.signal;
-    const exited = run.exited.then(() => 'exited' as const);
-    const pause = (ms: number): Promise<void> => delay(ms, undefined, { signal }).catch(() => undefined);
-    if (!spec.listens) {
-      const r = await Promise.race([exited, pause(this.o.settleMs).then(() => 'ready' as const)]);
-      if (gen !== m.gen) return 'cancelled';
-      return run.exit ? 'exited' : r;
-    }
-    const deadline = Date.now() + spec.startTimeout * 1000;
-    for (;;) {
-      if (gen !== m.gen) return 'cancelled';
-      if (run.exit) return 'exited';
-      const left = deadline - Date.now();
-      if (left <= 0) return 'timeout';
-      const probeMs = Math.max(50, Math.min(2000, left));
-      const ours = listenerAmong(await this.o.driver.processes(run.handle), m.port!) !== false;
-      const ok = ours && (spec.healthPath ? await httpProbe('127.0.0.1', m.port!, spec.healthPath, probeMs) : await tcpProbe('127.0.0.1', m.port!, probeMs));
-      if (gen !== m.gen) return 'cancelled';
-      if (run.exit) return 'exited';
-      if (ok) return 'ready';
-      await Promise.race([exited, pause(Math.min(this.o.probeIntervalMs, Math.max(0, deadline - Date.now())))]);
-    }
   }
 
   /** A launch failed: a requested start leaves the instance 'failed'; a restart backs off and tries again. */
@@ -400,10 +305,8 @@ export class Supervisor {
   }
 
   private backoff(m: Managed, ranMs: number): void {
-    const { initialMs, maxMs, resetAfterMs } = this.o.backoff;
-    if (ranMs >= resetAfterMs) m.failures = 0;
-    const wait = Math.min(initialMs * 2 ** m.failures, maxMs);
-    m.failures++;
+    const { waitMs, failures } = nextBackoff(this.o.backoff, m.failures, ranMs);
+    m.failures = failures;
     m.state = 'backoff';
     m.run = null;
     this.touch(m);
@@ -413,64 +316,24 @@ export class Supervisor {
       if (gen !== m.gen || this.closed) return;
       m.restarts++;
       void this.launch(m, 'restart');
-    }, wait);
+    }, waitMs);
   }
 
   // ---- agent start and shutdown -------------------------------------------------------------------------------------
 
   /** Loads the persisted instances: re-adopts live processes, restarts dead ones, finishes interrupted stops. */
   async recover(): Promise<void> {
-    const records = loadLocalState(this.o.statePath);
-    for (const rec of records) {
-      let spec: InstanceSpec;
-      try {
-        spec = checkSpec(rec.spec);
-      } catch {
-        continue; // a record we cannot trust is not worth a process
-      }
-      const m: Managed = {
-        spec, mode: rec.mode, state: rec.state, port: rec.port ?? null, restarts: rec.restarts ?? 0, lastExit: rec.lastExit ?? null,
-        message: rec.message ?? null, run: null, gen: 0, cancel: new AbortController(), failures: 0, timer: null, launching: null, stopping: null,
-      };
-      this.instances.set(spec.instanceId, m);
-      if (m.port !== null) this.o.ports.claim(m.port, spec.instanceId);
-      const alive = rec.handle ? await this.o.driver.recover(rec.handle) : false;
-      if (alive && rec.mode !== 'failed') {
-        try {
-          // Its output waited in the FIFO (or blocked it) while no agent read: carry on reading.
-          this.o.logs.open(spec.instanceId);
-        } catch (err) {
-          this.o.notify({ kind: 'info', instanceId: spec.instanceId, project: spec.project, service: spec.service, message: `the log of instance ${spec.instanceId} could not be reopened: ${(err as Error).message}` });
-        }
-      }
-      if (rec.mode === 'stopping') {
-        // The agent died while stopping it: finish the job.
-        if (alive) this.watch(m, rec.handle!, Date.now());
-        else if (rec.handle) void this.o.driver.destroy(rec.handle).catch(() => {});
-        void this.stop(spec.instanceId);
-      } else if (rec.mode === 'failed') {
-        m.state = 'failed';
-        if (alive) void this.o.driver.destroy(rec.handle!).catch(() => {});
-      } else if (rec.mode === 'shutdown') {
-        m.mode = 'run';
-        if (alive) {
-          this.adopt(m, rec);
-        } else {
-          void this.launch(m, 'restart');
-        }
-      } else if (alive) {
-        this.adopt(m, rec);
-      } else {
-        // It died while nobody watched (or the agent died before it was ready): bring it back now.
-        if (rec.handle) {
-          m.lastExit = { code: null, signal: null, at: new Date().toISOString() };
-          m.message = 'exited while the agent was not running';
-          this.o.notify({ kind: 'instance-exited', instanceId: spec.instanceId, project: spec.project, service: spec.service, message: `instance ${spec.instanceId} exited while the agent was not running; restarting it` });
-          m.restarts++;
-        }
-        void this.launch(m, 'restart');
-      }
-    }
+    await readopt(this.stateFile.load(), {
+      driver: this.o.driver,
+      logs: this.o.logs,
+      ports: this.o.ports,
+      notify: (n) => this.o.notify(n),
+      add: (m) => this.instances.set(m.spec.instanceId, m),
+      watch: (m, handle) => this.watch(m, handle, Date.now()),
+      adopt: (m, rec) => this.adopt(m, rec),
+      restart: (m) => void this.launch(m, 'restart'),
+      stop: (instanceId) => void this.stop(instanceId),
+    });
     this.persist();
   }
 
@@ -555,49 +418,12 @@ export class Supervisor {
     if (this.instances.get(m.spec.instanceId) === m) this.o.onChange(m.spec.instanceId);
   }
 
-  /**
-   * Writes the local state. A failure (disk full) is reported, not thrown: the change stands in memory, the
-   * controller still hears of it, and the next change writes everything again. Starts wait until a write succeeds.
-   */
   private persist(): void {
-    try {
-      this.writeState();
-      if (this.persistError) this.o.notify({ kind: 'info', message: `the agent on node ${this.o.nodeId} can write its state again` });
-      this.persistError = null;
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      if (this.persistError?.code !== e.code) this.o.notify({ kind: 'info', message: `${this.stateUnwritable(e).message}` });
-      this.persistError = e;
-    }
-  }
-
-  private stateUnwritable(err = this.persistError!): EnjinError {
-    const full = err.code === 'ENOSPC' || err.code === 'EDQUOT';
-    return new EnjinError(full ? 'node_disk_full' : 'agent_state_unwritable', `the agent on node ${this.o.nodeId} cannot record its instances (${err.code ?? 'error'}: ${err.message})${full ? '; free space on the node' : '; check its data directory'}, and starts nothing until it can`, { status: 507 });
-  }
-
-  private writeState(): void {
-    const records: PersistedInstance[] = [...this.instances.values()].map((m) => ({
-      spec: m.spec,
-      mode: m.mode,
-      state: m.state,
-      handle: m.run?.handle ?? null,
-      port: m.port,
-      restarts: m.restarts,
-      lastExit: m.lastExit,
-      message: m.message,
-    }));
-    saveLocalState(this.o.statePath, records);
+    this.stateFile.save(this.instances.values());
   }
 
   /** A line from the agent in the instance's own log, so its history reads in one place. */
   private logLine(m: Managed, line: string): void {
     this.o.logs.line(m.spec.instanceId, `[enjin ${new Date().toISOString()}] ${line}\n`);
   }
-}
-
-function describeExit(exit: TaskExit): string {
-  const how = exit.signal ? `was killed by ${exit.signal}` : exit.code === null ? 'exited' : `exited with code ${exit.code}`;
-  // The kernel may have killed a child (the shell then exits 137): say why either way.
-  return exit.oomKilled ? `${how}: out of memory (the kernel killed a process of it over the instance's memory limit)` : how;
 }
