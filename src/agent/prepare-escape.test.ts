@@ -9,6 +9,7 @@ import { MemoryBus } from '../bus/memory.ts';
 import type { EnjinError } from '../core/errors.ts';
 import { subjects, type AgentReply, type AgentRequest, type VersionSpec } from '../core/messages.ts';
 import { Agent, type AgentOptions } from './agent.ts';
+import { detectCgroups } from './drivers/cgroup-layout.ts';
 import { ProcessDriver, readProcStat } from './drivers/process.ts';
 import { startPackageServer, type PackageServer } from './package-server.test-support.ts';
 
@@ -147,5 +148,16 @@ test('without cgroups, a prepare step\'s background child in its process group i
   await eventually(() => !alive(pid), 'the background child of the prepare step is killed');
   assert.match(reply.log, /tree as /);
   if (asRoot) assert.match(reply.log, /tree as enjin-apps/);
+  await h.agent.stop({ stopInstances: true });
+});
+
+test('a prepare step over the memory limit for commands fails with a message that says so', { skip: !(asRoot && detectCgroups('v1')?.memory) && 'no v1 memory cgroup here' }, async () => {
+  const h = await startAgent(join(root, 'oom'), { driver: new ProcessDriver({ cgroups: 'v1', commandMemoryLimitBytes: 64 * 1024 * 1024 }) });
+  await assert.rejects(h.rpc({ op: 'prepare', version: version('ver_hog', ['echo building; python3 -c "a = bytearray(b\'x\') * (512 * 1024 * 1024)"']) }), (e: EnjinError) => {
+    assert.equal(e.code, 'prepare_failed');
+    assert.match(e.message, /was killed for going over its memory limit/);
+    assert.match(e.message, /building/);
+    return true;
+  });
   await h.agent.stop({ stopInstances: true });
 });
