@@ -161,3 +161,16 @@ test('a prepare step over the memory limit for commands fails with a message tha
   });
   await h.agent.stop({ stopInstances: true });
 });
+
+test('an abort that comes before the prepare command has started still kills it and what it starts', { skip: !hasCgroups && 'needs cgroups (root, cgroups mounted)' }, async () => {
+  const h = await startAgent(join(root, 'early'));
+  const pidFile = join(drop, 'early.pid');
+  // Sent back to back: the abort reaches the agent while the version is still being fetched.
+  const preparing = h.rpc({ op: 'prepare', version: version('ver_early_abort', [`${daemonize(pidFile)}; echo finished`]) });
+  preparing.catch(() => {});
+  const cancelled = await h.rpc<Extract<AgentReply, { op: 'cancel-prepare' }>>({ op: 'cancel-prepare', versionId: 'ver_early_abort' });
+  assert.equal(cancelled.cancelled, true, 'the prepare under way is cancelled');
+  await assert.rejects(preparing, (e: EnjinError) => e.code === 'prepare_failed' && /was killed by SIGKILL/.test(e.message));
+  if (existsSync(pidFile)) assert.equal(alive(daemonPid(pidFile)), false, 'what the command started is gone');
+  await h.agent.stop({ stopInstances: true });
+});

@@ -58,6 +58,10 @@ export class VersionStore {
   private inflight = new Map<string, Promise<string>>();
   /** prepare commands under way, with the version each one prepares */
   private running = new Map<RunningCommand, string>();
+  /** versions whose deploy was aborted while they prepare: a command that starts for them now is killed at once */
+  private cancelled = new Set<string>();
+  /** set by stop(), cleared at the next start (reapOrphans): commands that start meanwhile are killed at once */
+  private stopping = false;
 
   private readonly logs: PrepareLogOptions;
   private readonly accounts: AppAccounts | null;
@@ -97,7 +101,11 @@ export class VersionStore {
     const running = this.inflight.get(id);
     if (running) return running;
     const run = this.isPrepared(id) ? this.readPrepareLog(id) : this.run(version);
-    const shared = run.finally(() => this.inflight.delete(id));
+    this.cancelled.delete(id);
+    const shared = run.finally(() => {
+      this.inflight.delete(id);
+      this.cancelled.delete(id);
+    });
     this.inflight.set(id, shared);
     return shared;
   }
@@ -191,6 +199,8 @@ export class VersionStore {
     let exit: TaskExit = { code: 127, signal: null };
     if (cmd) {
       this.running.set(cmd, versionId);
+      // An abort or a shutdown may have come while the driver was setting the command up.
+      if (this.cancelled.has(versionId) || this.stopping) void cmd.kill();
       writeFileSync(pidFile, JSON.stringify(cmd.handle));
       exit = await cmd.exited;
       this.running.delete(cmd);
@@ -272,9 +282,11 @@ export class VersionStore {
     return { data: chunk.data, offset: chunk.offset };
   }
 
-  /** Kills the running prepare commands of one version (its deploy was aborted); returns whether any ran. */
+  /** Kills the prepare commands of one version (its deploy was aborted), now and as they start; returns whether it was preparing. */
   cancel(versionId: string): boolean {
-    let cancelled = false;
+    // A prepare still fetching or unpacking is cancelled too: its commands are killed as soon as they start.
+    let cancelled = this.inflight.has(versionId);
+    if (cancelled) this.cancelled.add(versionId);
     for (const [cmd, id] of this.running) {
       if (id !== versionId) continue;
       void cmd.kill();
@@ -288,6 +300,7 @@ export class VersionStore {
    * started (their whole cgroup, or their process tree where there is none).
    */
   async reapOrphans(): Promise<number> {
+    this.stopping = false;
     let reaped = 0;
     let names: string[] = [];
     try {
@@ -317,6 +330,7 @@ export class VersionStore {
 
   /** Kills running prepare commands and all they started (agent shutdown); their versions stay unprepared. */
   async stop(): Promise<void> {
+    this.stopping = true;
     await Promise.all([...this.running.keys()].map((cmd) => cmd.kill()));
   }
 }

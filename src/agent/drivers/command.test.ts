@@ -86,5 +86,9 @@ test('the default memory limit for commands is larger than an instance\'s, bound
   assert.ok(defaultCommandMemory(null) <= 4 * gib);
   assert.equal(defaultCommandMemory(8 * gib), 8 * gib, 'never below what an instance may use');
   assert.equal(new ProcessDriver({ cgroups: 'off', commandMemoryLimitBytes: 64 * 1024 * 1024 }).commandMemoryLimitBytes, null, 'no cgroup, no limit');
-  if (v1?.memory) assert.equal(new ProcessDriver({ cgroups: 'v1', commandMemoryLimitBytes: null }).commandMemoryLimitBytes, null);
+  if (v1?.memory) {
+    assert.equal(new ProcessDriver({ cgroups: 'v1', commandMemoryLimitBytes: null }).commandMemoryLimitBytes, null);
+    assert.equal(new ProcessDriver({ cgroups: 'v1', memoryLimitBytes: null }).commandMemoryLimitBytes, null, 'limits turned off are off for commands too');
+    assert.equal(new ProcessDriver({ cgroups: 'v1' }).commandMemoryLimitBytes, defaultCommandMemory(null));
+  }
 });

@@ -31,7 +31,7 @@ export interface ProcessDriverOptions {
   cgroups?: CgroupMode;
   /** memory limit per instance, bytes; null or 0: none. Needs a cgroup with the memory controller. */
   memoryLimitBytes?: number | null;
-  /** memory limit of each one-shot command (prepare), bytes; null or 0: none; absent: defaultCommandMemory() */
+  /** memory limit of each one-shot command (prepare), bytes; null or 0: none; absent: defaultCommandMemory(), or none if memoryLimitBytes is null or 0 */
   commandMemoryLimitBytes?: number | null;
 }
 
@@ -63,7 +63,9 @@ export class ProcessDriver implements Driver {
     this.tracking = this.layout ? `cgroup-v${this.layout.version}` : 'process-tree';
     const wanted = opts.memoryLimitBytes || null;
     this.memoryLimitBytes = wanted !== null && this.layout?.memory ? wanted : null;
-    const commandWanted = opts.commandMemoryLimitBytes === undefined ? defaultCommandMemory(wanted) : opts.commandMemoryLimitBytes || null;
+    // An operator who turned the instance limit off (null or 0, not absent) turned it off for commands too.
+    const limitsOff = opts.memoryLimitBytes !== undefined && !opts.memoryLimitBytes;
+    const commandWanted = opts.commandMemoryLimitBytes === undefined ? (limitsOff ? null : defaultCommandMemory(wanted)) : opts.commandMemoryLimitBytes || null;
     this.commandMemoryLimitBytes = commandWanted !== null && this.layout?.memory ? commandWanted : null;
     if (wanted !== null && this.memoryLimitBytes === null) {
       this.warnings.push(`no cgroup with a memory controller is available to this process (${this.layout ? `cgroup v${this.layout.version} without memory` : 'no cgroups: not root, or none mounted'}): instances run without a memory limit`);
