@@ -114,7 +114,7 @@ export class Agent {
     if (this.appsDir !== o.dataDir) this.notices.push(`apps cannot pass through a directory above ${o.dataDir}: their versions and HOMEs are kept in ${this.appsDir}`);
     this.versionsDir = join(this.appsDir, 'versions');
     this.accounts = new AppAccounts(join(this.appsDir, 'homes'), this.baseEnv.HOME);
-    this.versions = new VersionStore(this.versionsDir, () => this.baseEnv, { pump: this.logPump, logMaxBytes }, this.accounts);
+    this.versions = new VersionStore(this.versionsDir, () => this.baseEnv, { pump: this.logPump, logMaxBytes }, this.driver, this.accounts);
   }
 
   async start(): Promise<void> {
@@ -142,7 +142,7 @@ export class Agent {
     for (const name of readdirSync(this.versionsDir)) {
       if (name.startsWith('.download-')) rmSync(join(this.versionsDir, name), { force: true });
     }
-    this.versions.reapOrphans();
+    await this.versions.reapOrphans();
     this.incarnation = randomUUID();
     this.seq = 0;
     this.publishing = false;
@@ -182,7 +182,7 @@ export class Agent {
     this.subs = [];
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
-    this.versions.stop();
+    await this.versions.stop();
     await this.supervisor!.shutdown(opts.stopInstances);
     this.logPump.stop();
     this.flush();

@@ -1,5 +1,4 @@
 // Versions on this node: fetch the package, verify and unpack it, run its prepare commands once, and drop unused ones.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { chmod, readdir, rm, stat, writeFile, rename } from 'node:fs/promises';
@@ -12,7 +11,7 @@ import type { VersionSpec } from '../core/messages.ts';
 import { chownTree, unpackPackage } from '../artifact/unpack.ts';
 import type { AppAccounts } from './app-accounts.ts';
 import { readLog, tailLines } from './logs.ts';
-import { isAlive, readProcStat } from './drivers/process-tree.ts';
+import type { Driver, RunningCommand, TaskExit, TaskHandle } from './drivers/driver.ts';
 import type { LogPump } from './log-pump.ts';
 import { CappedLog } from './log-writer.ts';
 
@@ -58,14 +57,23 @@ export class VersionStore {
   private readonly baseEnv: () => Record<string, string>;
   private inflight = new Map<string, Promise<string>>();
   /** prepare commands under way, with the version each one prepares */
-  private running = new Map<ChildProcess, string>();
+  private running = new Map<RunningCommand, string>();
+  /** versions whose deploy was aborted while they prepare: a command that starts for them now is killed at once */
+  private cancelled = new Set<string>();
+  /** set by stop(), cleared at the next start (reapOrphans): commands that start meanwhile are killed at once */
+  private stopping = false;
 
   private readonly logs: PrepareLogOptions;
   private readonly accounts: AppAccounts | null;
+  private readonly driver: Driver;
 
-  /** accounts: who prepare commands run as and who owns unpacked versions (absent: the agent's own user) */
-  constructor(dir: string, baseEnv: () => Record<string, string>, logs: PrepareLogOptions, accounts: AppAccounts | null = null) {
+  /**
+   * driver: what runs prepare commands (in a cgroup of their own where it can);
+   * accounts: who prepare commands run as and who owns unpacked versions (absent: the agent's own user)
+   */
+  constructor(dir: string, baseEnv: () => Record<string, string>, logs: PrepareLogOptions, driver: Driver, accounts: AppAccounts | null = null) {
     this.dir = dir;
+    this.driver = driver;
     this.baseEnv = baseEnv;
     this.logs = logs;
     this.accounts = accounts;
@@ -93,7 +101,11 @@ export class VersionStore {
     const running = this.inflight.get(id);
     if (running) return running;
     const run = this.isPrepared(id) ? this.readPrepareLog(id) : this.run(version);
-    const shared = run.finally(() => this.inflight.delete(id));
+    this.cancelled.delete(id);
+    const shared = run.finally(() => {
+      this.inflight.delete(id);
+      this.cancelled.delete(id);
+    });
     this.inflight.set(id, shared);
     return shared;
   }
@@ -173,30 +185,35 @@ export class VersionStore {
     // As the app's user, in its own version directory (which it owns, so `npm ci` can write there).
     const account = this.accounts?.forProject(project);
     const user = account?.uid !== undefined ? { uid: account.uid, gid: account.gid } : {};
-    // Own process group, so an agent shutdown can stop everything the command spawned.
-    const child: ChildProcess = spawn('sh', ['-c', command], { cwd, env: { ...this.baseEnv(), ...(account ? { HOME: account.home } : {}), ...env }, detached: true, stdio: ['ignore', 'pipe', 'pipe'], ...user });
-    const outputs = [child.stdout, child.stderr].filter((s) => s !== null).map((s) => this.logs.pump.pump(s, log));
-    this.running.set(child, versionId);
+    // Through the driver: its own cgroup (prepare-VERSION) with a memory limit, and whatever it leaves behind (a
+    // daemon, even one that called setsid) is killed when it ends, is aborted, or the agent stops.
+    let cmd: RunningCommand | null = null;
+    try {
+      cmd = await this.driver.run({ id: `prepare-${versionId}`, command, cwd, env: { ...this.baseEnv(), ...(account ? { HOME: account.home } : {}), ...env }, ...user });
+    } catch (err) {
+      log.write(`${(err as Error).message}\n`);
+    }
+    const outputs = cmd ? [cmd.stdout, cmd.stderr].map((s) => this.logs.pump.pump(s, log)) : [];
     // Recorded on disk: if the agent dies, its next start finds and kills what this command left running.
     const pidFile = join(this.dir, `.prepare-${versionId}.pid`);
-    const stat = child.pid ? readProcStat(child.pid) : null;
-    if (stat) writeFileSync(pidFile, JSON.stringify({ pid: stat.pid, startTime: stat.startTime }));
-    const { code, signal } = await new Promise<{ code: number | null; signal: string | null }>((resolve) => {
-      child.once('error', (err) => {
-        log.write(`${err.message}\n`);
-        resolve({ code: 127, signal: null });
-      });
-      child.once('exit', (c, s) => resolve({ code: c, signal: s }));
-    });
-    this.running.delete(child);
-    rmSync(pidFile, { force: true });
+    let exit: TaskExit = { code: 127, signal: null };
+    if (cmd) {
+      this.running.set(cmd, versionId);
+      // An abort or a shutdown may have come while the driver was setting the command up.
+      if (this.cancelled.has(versionId) || this.stopping) void cmd.kill();
+      writeFileSync(pidFile, JSON.stringify(cmd.handle));
+      exit = await cmd.exited;
+      this.running.delete(cmd);
+      rmSync(pidFile, { force: true });
+    }
+    const { code, signal } = exit;
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([Promise.all(outputs.map((o) => o.done)), new Promise<void>((r) => { timer = setTimeout(r, OUTPUT_DRAIN_MS); })]);
     clearTimeout(timer);
     for (const o of outputs) o.cut();
     log.close();
     if (code === 0) return;
-    const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+    const how = exit.oomKilled ? `was killed for going over its memory limit (${signal ?? `code ${code}`})` : signal ? `was killed by ${signal}` : `exited with code ${code}`;
     const tail = await tailLines(logPath);
     const lost = logError ? ` (its log could not be written: ${(logError as NodeJS.ErrnoException).code ?? (logError as Error).message})` : '';
     throw new EnjinError('prepare_failed', `prepare command \`${command}\` ${how}${lost}; last lines of its output:\n${tail}`, { status: 422 });
@@ -265,23 +282,25 @@ export class VersionStore {
     return { data: chunk.data, offset: chunk.offset };
   }
 
-  /** Kills the running prepare commands of one version (its deploy was aborted); returns whether any ran. */
+  /** Kills the prepare commands of one version (its deploy was aborted), now and as they start; returns whether it was preparing. */
   cancel(versionId: string): boolean {
-    let cancelled = false;
-    for (const [child, id] of this.running) {
-      if (id !== versionId || !child.pid) continue;
-      try {
-        process.kill(-child.pid, 'SIGKILL');
-        cancelled = true;
-      } catch {
-        // already gone
-      }
+    // A prepare still fetching or unpacking is cancelled too: its commands are killed as soon as they start.
+    let cancelled = this.inflight.has(versionId);
+    if (cancelled) this.cancelled.add(versionId);
+    for (const [cmd, id] of this.running) {
+      if (id !== versionId) continue;
+      void cmd.kill();
+      cancelled = true;
     }
     return cancelled;
   }
 
-  /** At agent start: kills prepare commands a previous agent process left running when it died. */
-  reapOrphans(): number {
+  /**
+   * At agent start: kills prepare commands a previous agent process left running when it died, with everything they
+   * started (their whole cgroup, or their process tree where there is none).
+   */
+  async reapOrphans(): Promise<number> {
+    this.stopping = false;
     let reaped = 0;
     let names: string[] = [];
     try {
@@ -292,28 +311,26 @@ export class VersionStore {
     for (const name of names) {
       if (!/^\.prepare-.*\.pid$/.test(name)) continue;
       const file = join(this.dir, name);
+      let handle: TaskHandle | null = null;
       try {
-        const { pid, startTime } = JSON.parse(readFileSync(file, 'utf8')) as { pid: number; startTime: number };
-        if (isAlive(pid, startTime)) {
-          process.kill(-pid, 'SIGKILL');
-          reaped++;
-        }
+        const h = JSON.parse(readFileSync(file, 'utf8')) as TaskHandle;
+        if (Number.isInteger(h.pid) && h.pid > 1 && Number.isInteger(h.startTime)) handle = { ...h, driver: this.driver.name };
       } catch {
-        // unreadable or already gone: nothing to kill
+        // unreadable: nothing we can trust to kill
+      }
+      if (handle) {
+        const left = (await this.driver.processes(handle)).length;
+        await this.driver.destroy(handle);
+        if (left) reaped++;
       }
       rmSync(file, { force: true });
     }
     return reaped;
   }
 
-  /** Kills running prepare commands (agent shutdown); their versions stay unprepared. */
-  stop(): void {
-    for (const child of this.running.keys()) {
-      try {
-        if (child.pid) process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
+  /** Kills running prepare commands and all they started (agent shutdown); their versions stay unprepared. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await Promise.all([...this.running.keys()].map((cmd) => cmd.kill()));
   }
 }

@@ -1,4 +1,5 @@
-// The Driver interface: how the agent runs one instance's process, so other runtimes (containers) plug in without touching supervision.
+// The Driver interface: how the agent runs one instance's process and one-shot commands (prepare), so other runtimes (containers) plug in without touching supervision.
+import type { Readable } from 'node:stream';
 
 /** Everything a driver needs to run one task. */
 export interface TaskConfig {
@@ -53,6 +54,34 @@ export interface TaskStats {
   processes: number;
 }
 
+/** A one-shot command (a version's prepare, a release step, a one-off run): runs to its end, output to the caller. */
+export interface CommandConfig {
+  /** names what the driver holds for the command (its cgroup): unique among commands and tasks, e.g. prepare-VERSION */
+  id: string;
+  /** shell command, run with `sh -c` */
+  command: string;
+  cwd: string;
+  /** the complete environment: the driver adds nothing */
+  env: Record<string, string>;
+  uid?: number;
+  gid?: number;
+}
+
+export interface RunningCommand {
+  /** persist it: after an agent restart, `destroy(handle)` kills whatever of the command is left */
+  readonly handle: TaskHandle;
+  /** the command's stdout and stderr; they end once every process holding them is gone */
+  readonly stdout: Readable;
+  readonly stderr: Readable;
+  /**
+   * Resolves when the command's main process has exited AND everything it left behind (a daemon it started, even
+   * one that called setsid) has been killed: a one-shot command never leaves processes running.
+   */
+  readonly exited: Promise<TaskExit>;
+  /** Kills the command and everything it started, at once; resolves when they are gone. */
+  kill(): Promise<void>;
+}
+
 export interface Driver {
   readonly name: string;
   /** Starts the task; resolves once it has been spawned (not once it is ready). */
@@ -71,4 +100,6 @@ export interface Driver {
   signal(handle: TaskHandle, signal: NodeJS.Signals): Promise<void>;
   /** Pids of every live process of the task, including children that left its process group or session. */
   processes(handle: TaskHandle): Promise<number[]>;
+  /** Runs a one-shot command with the same isolation as a task (user, cgroup, memory limit for commands). */
+  run(config: CommandConfig): Promise<RunningCommand>;
 }

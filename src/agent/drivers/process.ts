@@ -1,24 +1,20 @@
 // The process driver: runs an instance as `sh -c COMMAND` as the app's user, in a cgroup of its own where the host
-// has cgroups (else tracking its process tree), logging straight to a file, recoverable after an agent restart.
+// has cgroups (else tracking its process tree), logging straight to a file, recoverable after an agent restart; and
+// one-shot commands (prepare) the same way (see command.ts).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, constants, mkdirSync, openSync, readFileSync, statSync } from 'node:fs';
+import { totalmem } from 'node:os';
 import { dirname } from 'node:path';
 import type { Writable } from 'node:stream';
 import { EnjinError } from '../../core/errors.ts';
+import { runCommand } from './command.ts';
 import { detectCgroups, type CgroupLayout, type CgroupMode } from './cgroup-layout.ts';
-import type { Driver, TaskConfig, TaskExit, TaskHandle, TaskStats, TaskStatus } from './driver.ts';
+import { GATE } from './gate.ts';
+import type { CommandConfig, Driver, RunningCommand, TaskConfig, TaskExit, TaskHandle, TaskStats, TaskStatus } from './driver.ts';
 import { isAlive, killTree, readProcStat, taskTree } from './process-tree.ts';
 import { cgroupFor, isCgroupRef, TaskCgroup } from './task-cgroup.ts';
 
 export { groupMembers, isAlive, readProcStat, type ProcStat } from './process-tree.ts';
-
-/**
- * The task starts as this wrapper, already as the app's user, and waits on fd 3 until the agent has put its pid in
- * the task's cgroup; only then does it run the app's command (exec: same pid). So no process of the app ever runs
- * outside the cgroup, without giving the app's user write access to any cgroup file. A wrapper whose agent died
- * before saying "go" exits without running anything.
- */
-const GATE = 'IFS= read -r __enjin_gate <&3; exec 3<&-; [ "$__enjin_gate" = go ] || exit 125; unset __enjin_gate; exec sh -c "$1"';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -35,6 +31,16 @@ export interface ProcessDriverOptions {
   cgroups?: CgroupMode;
   /** memory limit per instance, bytes; null or 0: none. Needs a cgroup with the memory controller. */
   memoryLimitBytes?: number | null;
+  /** memory limit of each one-shot command (prepare), bytes; null or 0: none; absent: defaultCommandMemory(), or none if memoryLimitBytes is null or 0 */
+  commandMemoryLimitBytes?: number | null;
+}
+
+/**
+ * 4 GiB, or half the host's memory if that is less, and never less than an instance may use: builds (npm ci, a
+ * bundler, tsc, cargo) routinely need more than the app they build, yet a runaway build must not take the host.
+ */
+export function defaultCommandMemory(instanceLimit: number | null): number {
+  return Math.max(instanceLimit ?? 0, Math.min(4 * 1024 ** 3, Math.floor(totalmem() / 2)));
 }
 
 export class ProcessDriver implements Driver {
@@ -43,6 +49,8 @@ export class ProcessDriver implements Driver {
   private readonly layout: CgroupLayout | null;
   /** the memory limit actually applied to each instance (null: none) */
   readonly memoryLimitBytes: number | null;
+  /** the memory limit actually applied to each one-shot command (null: none) */
+  readonly commandMemoryLimitBytes: number | null;
   /** how processes are tracked: 'cgroup-v1', 'cgroup-v2' or 'process-tree' */
   readonly tracking: string;
   /** what the operator should know about isolation on this host (e.g. a memory limit that cannot be applied) */
@@ -55,6 +63,10 @@ export class ProcessDriver implements Driver {
     this.tracking = this.layout ? `cgroup-v${this.layout.version}` : 'process-tree';
     const wanted = opts.memoryLimitBytes || null;
     this.memoryLimitBytes = wanted !== null && this.layout?.memory ? wanted : null;
+    // An operator who turned the instance limit off (null or 0, not absent) turned it off for commands too.
+    const limitsOff = opts.memoryLimitBytes !== undefined && !opts.memoryLimitBytes;
+    const commandWanted = opts.commandMemoryLimitBytes === undefined ? (limitsOff ? null : defaultCommandMemory(wanted)) : opts.commandMemoryLimitBytes || null;
+    this.commandMemoryLimitBytes = commandWanted !== null && this.layout?.memory ? commandWanted : null;
     if (wanted !== null && this.memoryLimitBytes === null) {
       this.warnings.push(`no cgroup with a memory controller is available to this process (${this.layout ? `cgroup v${this.layout.version} without memory` : 'no cgroups: not root, or none mounted'}): instances run without a memory limit`);
     }
@@ -121,6 +133,11 @@ export class ProcessDriver implements Driver {
     const handle: TaskHandle = { driver: this.name, pid, startTime: stat!.startTime, ...(cgroup ? { cgroup: cgroup.ref } : {}) };
     this.children.set(key(handle), { child, exited, waiters: 0 });
     return handle;
+  }
+
+  async run(config: CommandConfig): Promise<RunningCommand> {
+    const cgroup = this.layout ? new TaskCgroup(cgroupFor(this.layout, config.id)) : null;
+    return runCommand(this.name, config, cgroup, this.commandMemoryLimitBytes);
   }
 
   async recover(handle: TaskHandle): Promise<boolean> {
