@@ -1,15 +1,13 @@
 // The process driver: runs an instance as `sh -c COMMAND` as the app's user, in a cgroup of its own where the host
 // has cgroups (else tracking its process tree), logging straight to a file, recoverable after an agent restart; and
 // one-shot commands (prepare) the same way (see command.ts).
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { closeSync, constants, mkdirSync, openSync, readFileSync, statSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { dirname } from 'node:path';
-import type { Writable } from 'node:stream';
-import { EnjinError } from '../../core/errors.ts';
 import { runCommand } from './command.ts';
 import { detectCgroups, type CgroupLayout, type CgroupMode } from './cgroup-layout.ts';
-import { GATE } from './gate.ts';
+import { spawnGated, type GatedProcess } from './gate.ts';
 import type { CommandConfig, Driver, RunningCommand, TaskConfig, TaskExit, TaskHandle, TaskStats, TaskStatus } from './driver.ts';
 import { isAlive, killTree, readProcStat, taskTree } from './process-tree.ts';
 import { cgroupFor, isCgroupRef, TaskCgroup } from './task-cgroup.ts';
@@ -77,60 +75,31 @@ export class ProcessDriver implements Driver {
 
   async start(config: TaskConfig): Promise<TaskHandle> {
     const cgroup = this.layout ? new TaskCgroup(cgroupFor(this.layout, config.id)) : null;
-    try {
-      await cgroup?.create(this.memoryLimitBytes);
-    } catch (err) {
-      throw new EnjinError('spawn_failed', `could not make the cgroup of ${config.id}: ${(err as Error).message}`, { status: 500, cause: err });
-    }
-    const oomBefore = cgroup?.oomKills() ?? 0;
     mkdirSync(dirname(config.logPath), { recursive: true });
     // A FIFO the agent reads is opened read-write: the process then also holds a read end, so it never gets
     // EPIPE/SIGPIPE while no agent reads; its writes block once the pipe is full (see agent/instance-logs.ts).
     // Blocking, not O_NONBLOCK: the flag would be shared with the process, whose writes would then fail with EAGAIN.
     // A plain file is appended to, so the process keeps logging with no agent in between.
     const fd = statSync(config.logPath, { throwIfNoEntry: false })?.isFIFO() ? openSync(config.logPath, constants.O_RDWR) : openSync(config.logPath, 'a');
-    let child: ChildProcess;
+    let gated: GatedProcess;
     try {
-      child = spawn('sh', ['-c', GATE, 'enjin-task', config.command], {
-        cwd: config.cwd,
-        env: config.env,
-        // its own process group, so signals reach what it spawned, and it survives the agent
-        detached: true,
-        stdio: ['ignore', fd, fd, 'pipe'],
-        ...(config.uid !== undefined ? { uid: config.uid } : {}),
-        ...(config.gid !== undefined ? { gid: config.gid } : {}),
-      });
+      gated = await spawnGated(
+        { id: config.id, command: config.command, cwd: config.cwd, env: config.env, uid: config.uid, gid: config.gid, stdio: ['ignore', fd, fd], label: 'enjin-task' },
+        cgroup,
+        this.memoryLimitBytes,
+      );
     } finally {
       closeSync(fd);
     }
-    const pid = child.pid;
-    if (pid === undefined) {
-      const err = await new Promise<Error>((resolve) => child.once('error', resolve));
-      cgroup?.remove();
-      throw new EnjinError('spawn_failed', `could not start \`${config.command}\`: ${err.message}`, { status: 500, cause: err });
-    }
-    const gate = child.stdio[3] as Writable;
-    gate.on('error', () => {}); // a wrapper that died early closes its end; its exit says the rest
-    // Not yet reaped (that needs a turn of the event loop), so its stat is readable even if it already exited.
-    const stat = readProcStat(pid);
-    try {
-      if (!stat) throw new Error(`process ${pid} vanished before it could be recorded; is /proc mounted?`);
-      cgroup?.join(pid);
-    } catch (err) {
-      child.kill('SIGKILL');
-      await cgroup?.kill();
-      cgroup?.remove();
-      throw new EnjinError('spawn_failed', `could not start \`${config.command}\`: ${(err as Error).message}`, { status: 500, cause: err });
-    }
-    gate.end('go\n');
+    const { child, pid, startTime, oomBefore } = gated;
+    gated.open();
     // The agent must be free to exit (or crash) without waiting for its instances.
     child.unref();
-    (gate as unknown as { unref?: () => void }).unref?.();
     const exited = new Promise<TaskExit>((resolve) => {
       child.once('exit', (code, signal) => resolve({ code, signal, ...(cgroup && cgroup.oomKills() > oomBefore ? { oomKilled: true } : {}) }));
     });
     child.on('error', () => {}); // errors after spawn (e.g. kill of a gone process) are seen through exit
-    const handle: TaskHandle = { driver: this.name, pid, startTime: stat!.startTime, ...(cgroup ? { cgroup: cgroup.ref } : {}) };
+    const handle: TaskHandle = { driver: this.name, pid, startTime, ...(cgroup ? { cgroup: cgroup.ref } : {}) };
     this.children.set(key(handle), { child, exited, waiters: 0 });
     return handle;
   }
