@@ -122,6 +122,7 @@ test('the listener takes at most maxConnections; one client address at most maxI
     const s = await rawConnect(router.port);
     s.on('error', () => {});
     s.on('close', () => closed++);
+    s.resume(); // a paused socket may never see the router's FIN
     idle.push(s);
   }
   await waitFor(() => router.droppedConnections === 10 && closed === 10, 'the 10 connections beyond the cap to be closed');
