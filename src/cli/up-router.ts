@@ -5,7 +5,7 @@ import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
 import type { Bus } from '../bus/bus.ts';
-import { relayBus, type BusRelay } from '../bus/ipc.ts';
+import { relayBus } from '../bus/ipc.ts';
 import type { RouterOptions } from '../router/router.ts';
 import type { RouterProcessMessage } from './router-process.ts';
 
@@ -37,7 +37,6 @@ export class RouterProcess {
   readonly #options: RouterProcessOptions;
   readonly #log: Logger;
   #child: ChildProcess | null = null;
-  #relay: BusRelay | null = null;
   #port = 0;
   #pid = 0;
   #maxConnections = 0;
@@ -104,7 +103,6 @@ export class RouterProcess {
     this.#child = child;
     // Before any message can arrive: the router's subscriptions come before its "ready".
     const relay = relayBus(this.#bus, child);
-    this.#relay = relay;
     return new Promise<void>((resolve, reject) => {
       let ready = false;
       child.on('message', (m: unknown) => {

@@ -3,6 +3,7 @@ import { spawn, type ChildProcess, type StdioNull, type StdioPipe } from 'node:c
 import type { Writable } from 'node:stream';
 import { EnjinError } from '../../core/errors.ts';
 import { readProcStat } from './process-tree.ts';
+import type { CommandConfig } from './driver.ts';
 import type { TaskCgroup } from './task-cgroup.ts';
 
 /**
@@ -25,13 +26,8 @@ export interface GatedProcess {
   open(): void;
 }
 
-export interface GatedSpawn {
-  id: string;
-  command: string;
-  cwd: string;
-  env: Record<string, string>;
-  uid?: number;
-  gid?: number;
+/** What a task and a command share (CommandConfig), and how this process's output is wired. */
+export interface GatedSpawn extends CommandConfig {
   /** the process's fd 0-2; fd 3 is the gate */
   stdio: [StdioNull, StdioPipe | number, StdioPipe | number];
   /** shown as $0 in `ps` */
