@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { EnjinError, type ErrorDetail } from './errors.ts';
-import { hostnameProblem, manifestHostnames, parseManifest } from './manifest.ts';
+import { hostnameProblem } from './hostnames.ts';
+import { manifestHostnames, parseManifest } from './manifest.ts';
 import { parseProcfile } from './procfile.ts';
 
 function problemsOf(fn: () => unknown): ErrorDetail[] {

@@ -3,6 +3,8 @@ import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, visit, typ
 import { EnjinError, type ErrorDetail } from './errors.ts';
 import { NAME_PATTERN, NAME_RULE } from './ids.ts';
 import type { HealthSpec, Manifest, ServiceSpec, ServiceTimeouts } from './model.ts';
+import { hostnameProblem } from './hostnames.ts';
+import { describe, quoteHint, suggest, yamlMessage } from './manifest-wording.ts';
 
 export const MANIFEST_FILE = 'enjin.yaml';
 
@@ -17,13 +19,6 @@ const TOP_KEYS = ['project', 'prepare', 'env', 'services'] as const;
 const SERVICE_KEYS = ['command', 'instances', 'hostnames', 'health', 'port', 'env', 'stop_timeout', 'timeouts'] as const;
 const HEALTH_KEYS = ['http', 'start_timeout'] as const;
 const TIMEOUT_KEYS = ['connect', 'header', 'idle'] as const;
-
-/** Words people reach for from other platforms, mapped to ours, for "did you mean". */
-const SYNONYMS: Record<string, string> = {
-  name: 'project', app: 'project', processes: 'services', build: 'prepare', release: 'prepare', environment: 'env',
-  cmd: 'command', run: 'command', start: 'command', replicas: 'instances', scale: 'instances', count: 'instances',
-  hosts: 'hostnames', domains: 'hostnames', healthcheck: 'health', path: 'http', timeout: 'start_timeout',
-};
 
 export const ENV_KEY_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /**
@@ -43,44 +38,6 @@ export function manifestInvalid(file: string, details: ErrorDetail[]): EnjinErro
     status: 422,
     details: sorted,
   });
-}
-
-/**
- * Why a hostname is not acceptable, or null if it is. Expects it trimmed and lower-cased.
- * Exact names may be single-label (`localhost`); a wildcard is `*.` plus at least two labels,
- * so `*.com` cannot claim a whole top-level domain.
- */
-export function hostnameProblem(host: string): string | null {
-  if (host === '') return 'must not be empty';
-  if (/^[a-z][a-z0-9+.-]*:\/\//.test(host)) return 'must be a bare hostname, without a scheme such as http://';
-  if (host.includes('/')) return 'must be a bare hostname, without a path';
-  if (host.includes(':') || host.startsWith('[')) {
-    return /^\[?[0-9a-f:.]*\]?$/.test(host) && host.split(':').length > 2
-      ? 'is an IPv6 address; routing is by hostname, so use a name'
-      : 'must be a bare hostname, without a port (the router listens on its own ports)';
-  }
-  if (/[^\x00-\x7f]/.test(host)) return 'must be ASCII; write an internationalized name in its punycode (xn--) form';
-  if (host.endsWith('.')) return 'must not end with a dot';
-  let name = host;
-  if (host.startsWith('*.')) {
-    name = host.slice(2);
-    if (name.split('.').length < 2) return 'a wildcard needs at least two labels after "*.", as in *.example.com';
-  }
-  if (name.includes('*')) return 'a wildcard is only allowed as the whole first label, as in *.example.com';
-  if (host.length > 253) return 'must be at most 253 characters';
-  const labels = name.split('.');
-  for (const label of labels) {
-    if (label === '') return 'must not contain empty labels (two dots in a row)';
-    if (label.length > 63) return `label "${label.slice(0, 20)}…" is longer than 63 characters`;
-    if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/.test(label)) {
-      return `label "${label}" may only hold letters, digits and inner dashes`;
-    }
-  }
-  // A name whose last label is a number is an IPv4 address to URL parsers and resolvers, whatever the notation:
-  // 127.0.0.1, 2130706433, 0x7f000001, 0177.0.0.1 (WHATWG URL "ends in a number").
-  if (/^([0-9]+|0x[0-9a-f]*)$/.test(labels[labels.length - 1])) return 'is an IP address (in some notation); routing is by hostname, so use a name';
-  if (host === 'localhost') return '"localhost" on its own names this machine, not an app; use a name under it such as app.localhost';
-  return null;
 }
 
 /** Every hostname the manifest routes, in service order. */
@@ -107,64 +64,6 @@ export function parseManifest(text: string, file = MANIFEST_FILE): Manifest {
   const manifest = v.manifest(doc.contents);
   if (v.problems.length || !manifest) throw manifestInvalid(file, v.problems);
   return manifest;
-}
-
-function yamlMessage(code: string, message: string): string {
-  if (code === 'DUPLICATE_KEY') return 'this key appears twice in the same map; keep one';
-  if (code === 'MULTIPLE_DOCS') return 'the file must hold a single YAML document; remove the extra "---"';
-  return `YAML syntax: ${message}`;
-}
-
-/** What the user wrote, for "(got …)". */
-function describe(node: Node | null): string {
-  if (node === null) return 'nothing';
-  if (isMap(node)) return 'a map';
-  if (isSeq(node)) return 'a list';
-  if (isScalar(node)) {
-    if (node.value === null || node.value === undefined) return 'nothing';
-    if (typeof node.value === 'string') {
-      const s = node.value.length > 60 ? `${node.value.slice(0, 60)}…` : node.value;
-      return JSON.stringify(s);
-    }
-    return (node as { source?: string }).source || String(node.value);
-  }
-  return 'something else';
-}
-
-/** The hint for a value YAML typed as a number or boolean where a string was meant. */
-function quoteHint(node: Node | null): string {
-  if (isScalar(node) && (typeof node.value === 'number' || typeof node.value === 'boolean')) {
-    return `; YAML reads it as a ${typeof node.value}, so quote it: "${describe(node)}"`;
-  }
-  return '';
-}
-
-function levenshtein(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = cur;
-  }
-  return prev[b.length];
-}
-
-function suggest(key: string, allowed: readonly string[]): string | null {
-  const squash = (s: string): string => s.toLowerCase().replace(/[-_\s]/g, '');
-  const k = squash(key);
-  const same = allowed.find((a) => squash(a) === k);
-  if (same) return same;
-  const synonym = SYNONYMS[k];
-  if (synonym && allowed.includes(synonym)) return synonym;
-  let best: string | null = null;
-  let bestDistance = Infinity;
-  for (const a of allowed) {
-    const d = levenshtein(k, squash(a));
-    if (d < bestDistance) [best, bestDistance] = [a, d];
-  }
-  return bestDistance <= (k.length <= 4 ? 1 : 2) ? best : null;
 }
 
 interface Entry {
