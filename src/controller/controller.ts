@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import type { Bus } from '../bus/bus.ts';
 import { conflict, notFound } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
-import type { Instance, Job, Node, Project, Version } from '../core/model.ts';
-import { subjects, type InstanceReport, type NodeStateUpdate, type Notification } from '../core/messages.ts';
+import type { Instance, Job, Project, Version } from '../core/model.ts';
+import { subjects, type Notification } from '../core/messages.ts';
 import type { Store } from '../store/store.ts';
 import { NodeStateReceiver } from '../sync/node-state.ts';
 import { JobEngine } from './jobs/engine.ts';
@@ -16,6 +16,7 @@ import { isEmptyPlan, reconcile, type Plan } from './reconcile/reconcile.ts';
 import { buildRouteTable } from './routes/build.ts';
 import { hostnameClashes } from './hostnames.ts';
 import { RoutePublisher } from './routes/publisher.ts';
+import { NodeReportIntake } from './node-reports.ts';
 import { ControllerState } from './state.ts';
 import { PackageStore } from './packages.ts';
 import { TokenAuth } from './auth/tokens.ts';
@@ -88,7 +89,8 @@ export class Controller implements ActionHost {
         domain: this.domain,
       }),
     );
-    this.receiver = new NodeStateReceiver(this.bus, { full: (u) => this.applyNodeState(u, true), delta: (u) => this.applyNodeState(u, false) });
+    const intake = new NodeReportIntake({ state: this.state, store: this.store, bus: this.bus, notify: (n) => this.notify(n), persistInstance: (i) => this.persistInstance(i), routesChanged: () => this.routes.refresh() });
+    this.receiver = new NodeStateReceiver(this.bus, { full: (u) => intake.apply(u, true), delta: (u) => intake.apply(u, false) });
   }
 
   static async start(opts: ControllerOptions): Promise<Controller> {
@@ -317,59 +319,6 @@ export class Controller implements ActionHost {
       if (n.status !== 'ready') continue;
       void this.bus.request(subjects.agentRpc(n.id), { op: 'gc', keep: [...keep] }, { timeoutMs: 60_000 }).catch((err: unknown) => log.warn({ err, nodeId: n.id }, 'collecting unused versions on the node failed; the next successful tree tries again'));
     }
-  }
-
-  // --- current state from nodes ---
-
-  private applyNodeState(update: NodeStateUpdate, full: boolean): void {
-    const now = new Date().toISOString();
-    const info = update.node;
-    const existing = this.state.nodes.get(info.nodeId);
-    const node: Node = existing ?? { id: info.nodeId, name: info.name, address: info.address, labels: info.labels, status: 'ready', lastSeenAt: now, createdAt: now };
-    const changedNode = !existing || existing.status !== 'ready' || existing.address !== info.address || existing.name !== info.name;
-    Object.assign(node, { name: info.name, address: info.address, labels: info.labels, status: 'ready', lastSeenAt: now, disk: info.disk ?? null });
-    this.state.nodes.set(node.id, node);
-    if (changedNode) void this.store.saveNode(node).catch((err: unknown) => log.warn({ err, nodeId: node.id }, 'could not save the node; memory keeps it'));
-
-    const reported = new Set<string>();
-    for (const r of update.instances) {
-      reported.add(r.instanceId);
-      this.applyInstanceReport(r);
-    }
-    for (const id of update.removed) this.markLost(id, info.nodeId, 'the node no longer runs it');
-    if (full) {
-      for (const i of this.state.instancesOnNode(info.nodeId)) {
-        if (!reported.has(i.id) && i.nodeId === info.nodeId && i.current) this.markLost(i.id, info.nodeId, 'the node restarted without it');
-      }
-    }
-    this.routes.refresh();
-  }
-
-  private applyInstanceReport(r: InstanceReport): void {
-    const i = this.state.instances.get(r.instanceId);
-    if (!i) {
-      // The node runs something the controller never asked for, or no longer wants (its project was destroyed while
-      // the node was away): desired state is the controller's, so it goes.
-      if (r.desired === 'running' && r.current.nodeId) {
-        this.notify({ kind: 'info', at: new Date().toISOString(), nodeId: r.current.nodeId, instanceId: r.instanceId, message: `stopping ${r.project}/${r.service} ${r.instanceId}: not in the desired state` });
-        void this.bus.request(subjects.agentRpc(r.current.nodeId), { op: 'stop', instanceId: r.instanceId }, { timeoutMs: 330_000 }).catch((err: unknown) => log.warn({ err, nodeId: r.current.nodeId, instanceId: r.instanceId }, 'stopping an unwanted instance failed; its next report tries again'));
-      }
-      return;
-    }
-    const before = JSON.stringify(i.current);
-    i.current = r.current;
-    this.state.putInstance(i);
-    if (JSON.stringify(i.current) !== before) this.persistInstance(i);
-  }
-
-  private markLost(id: string, nodeId: string, message: string): void {
-    const i = this.state.instances.get(id);
-    if (!i || i.desired !== 'running' || (i.current && i.current.nodeId !== nodeId)) return;
-    // Only a start job creates instances before their first report; those have current === null and are left alone.
-    if (!i.current) return;
-    i.current = { ...i.current, state: 'failed', message, reportedAt: new Date().toISOString() };
-    this.state.putInstance(i);
-    this.persistInstance(i);
   }
 
   private persistInstance(i: Instance): void {
