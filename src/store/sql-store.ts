@@ -1,22 +1,12 @@
 // The Store over Kysely: the same SQL for PGlite and PostgreSQL, rows mapped to and from the domain types.
-import { sql, type Kysely, type Selectable } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { invalid, notFound } from '../core/errors.ts';
-import type {
-  Instance,
-  InstanceDesiredState,
-  InstanceState,
-  Job,
-  JobLogLine,
-  JobState,
-  JobTags,
-  Node,
-  Project,
-  Version,
-  Workspace,
-} from '../core/model.ts';
-import type { Database, InstancesTable, JobsTable, NodesTable, ProjectsTable, TokensTable, VersionsTable, WorkspacesTable } from './schema.ts';
+import type { Instance, Job, JobLogLine, JobState, Node, Project, Version, Workspace } from '../core/model.ts';
+import type { Database } from './schema.ts';
 import { invalidJobCursor, type JobFilter, type Store, type StoreSnapshot, type TokenRecord } from './store.ts';
 import { translateDatabaseError } from './store-errors.ts';
+
+import { iso, definedTags, bySiblingOrder, toWorkspace, toToken, toProject, toVersion, toInstance, toNode, toJob } from './rows.ts';
 
 export const DEFAULT_JOB_LIMIT = 50;
 export const MAX_JOB_LIMIT = 500;
@@ -356,116 +346,4 @@ export class SqlStore implements Store {
       throw translateDatabaseError(err, this.#location);
     }
   }
-}
-
-function iso(value: Date | string): string {
-  return (value instanceof Date ? value : new Date(value)).toISOString();
-}
-
-function isoOrNull(value: Date | string | null): string | null {
-  return value === null ? null : iso(value);
-}
-
-function definedTags(tags: JobTags | undefined): JobTags | null {
-  if (!tags) return null;
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(tags)) if (v !== undefined) out[k] = v;
-  return Object.keys(out).length > 0 ? (out as JobTags) : null;
-}
-
-function bySiblingOrder(a: Job, b: Job): number {
-  if (a.position !== b.position) return a.position - b.position;
-  if (a.createdAt !== b.createdAt) return a.createdAt < b.createdAt ? -1 : 1;
-  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
-}
-
-function toWorkspace(r: Selectable<WorkspacesTable>): Workspace {
-  return { id: r.id, name: r.name, createdAt: iso(r.created_at) };
-}
-
-function toToken(r: Selectable<TokensTable>): TokenRecord {
-  return { id: r.id, name: r.name, hash: r.hash, workspaceId: r.workspace_id, createdAt: iso(r.created_at) };
-}
-
-function toProject(r: Selectable<ProjectsTable>): Project {
-  return {
-    id: r.id,
-    workspaceId: r.workspace_id,
-    name: r.name,
-    currentVersionId: r.current_version_id,
-    routedVersionId: r.routed_version_id,
-    scale: r.scale,
-    createdAt: iso(r.created_at),
-    updatedAt: iso(r.updated_at),
-  };
-}
-
-function toVersion(r: Selectable<VersionsTable>): Version {
-  return {
-    id: r.id,
-    projectId: r.project_id,
-    number: r.number,
-    sha256: r.sha256,
-    size: Number(r.size),
-    manifest: r.manifest,
-    createdAt: iso(r.created_at),
-  };
-}
-
-function toInstance(r: Selectable<InstancesTable>): Instance {
-  return {
-    id: r.id,
-    workspaceId: r.workspace_id,
-    projectId: r.project_id,
-    service: r.service,
-    versionId: r.version_id,
-    nodeId: r.node_id,
-    desired: r.desired as InstanceDesiredState,
-    createdAt: iso(r.created_at),
-    // The check constraint instances_current_whole keeps state, node and reportedAt null together.
-    current:
-      r.current_state === null
-        ? null
-        : {
-            state: r.current_state as InstanceState,
-            nodeId: r.current_node_id ?? '',
-            pid: r.current_pid,
-            host: r.current_host,
-            port: r.current_port,
-            restarts: r.current_restarts ?? 0,
-            lastExit: r.current_last_exit,
-            message: r.current_message,
-            reportedAt: iso(r.current_reported_at ?? new Date(0)),
-          },
-  };
-}
-
-function toNode(r: Selectable<NodesTable>): Node {
-  return {
-    id: r.id,
-    name: r.name,
-    address: r.address,
-    labels: r.labels,
-    status: r.status as Node['status'],
-    lastSeenAt: isoOrNull(r.last_seen_at),
-    createdAt: iso(r.created_at),
-  };
-}
-
-function toJob(r: Selectable<JobsTable>): Job {
-  return {
-    id: r.id,
-    rootId: r.root_id,
-    parentId: r.parent_id,
-    kind: r.kind,
-    title: r.title,
-    state: r.state as JobState,
-    tags: r.tags,
-    params: r.params,
-    error: r.error,
-    createdAt: iso(r.created_at),
-    startedAt: isoOrNull(r.started_at),
-    finishedAt: isoOrNull(r.finished_at),
-    position: r.position,
-  };
 }
