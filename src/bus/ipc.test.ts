@@ -10,7 +10,7 @@ import type { EnjinError } from '../core/errors.ts';
 const PEER = fileURLToPath(new URL('../../test/support/bus-peer.ts', import.meta.url));
 
 /** `attach` runs before any message can arrive, as a relay must: the child's first frames come before its "ready". */
-async function startPeer(mode: 'relay' | 'client', attach?: (child: ChildProcess) => void): Promise<ChildProcess> {
+async function startPeer(mode: 'relay' | 'signed-relay' | 'client', attach?: (child: ChildProcess) => void): Promise<ChildProcess> {
   const child = fork(PEER, [mode], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'json' });
   attach?.(child);
   await new Promise<void>((resolve, reject) => {
@@ -44,6 +44,23 @@ busConformance('IpcBus over a relay', async () => {
   return {
     bus,
     peer,
+    close: async () => {
+      await bus.close();
+      await peer.close();
+      await stopPeer(child);
+    },
+  };
+});
+
+// The same over a relay whose bus signs and verifies: the verified sender crosses the channel to the clients.
+busConformance('IpcBus over a relay onto a SignedBus', async () => {
+  const child = await startPeer('signed-relay');
+  const bus = new IpcBus(child);
+  const peer = new IpcBus(child);
+  return {
+    bus,
+    peer,
+    senders: { bus: 'relay', peer: 'relay' },
     close: async () => {
       await bus.close();
       await peer.close();

@@ -2,7 +2,7 @@
 // own bus with relayBus, so a component in another process sees the same subjects, requests and errors.
 import { randomUUID } from 'node:crypto';
 import { EnjinError } from '../core/errors.ts';
-import type { Bus, BusMessage, Subscription } from './bus.ts';
+import type { Bus, BusMessage, BusStatus, RequestMeta, SubscribeOptions, Subscription } from './bus.ts';
 
 /** Either end of a child_process IPC channel: `process` in the child, the ChildProcess in the parent. */
 export interface IpcEndpoint {
@@ -23,15 +23,15 @@ interface WireError {
 
 /** What crosses the channel; other messages on the same channel (a child's "ready") are left alone. */
 type Frame =
-  | { t: 'sub'; id: string; subject: string }
+  | { t: 'sub'; id: string; subject: string; queue?: string }
   | { t: 'unsub'; id: string }
   | { t: 'pub'; subject: string; data: unknown }
-  | { t: 'handle'; id: string; subject: string }
+  | { t: 'handle'; id: string; subject: string; queue?: string }
   | { t: 'unhandle'; id: string }
   | { t: 'req'; id: string; subject: string; data: unknown; timeoutMs: number }
   | { t: 'res'; id: string; data?: unknown; error?: WireError }
-  | { t: 'msg'; id: string; subject: string; data: unknown }
-  | { t: 'call'; id: string; handler: string; subject: string; data: unknown }
+  | { t: 'msg'; id: string; subject: string; data: unknown; sender?: string | null }
+  | { t: 'call'; id: string; handler: string; subject: string; data: unknown; sender?: string | null }
   | { t: 'reply'; id: string; data?: unknown; error?: WireError };
 
 const KEY = 'enjinBus';
@@ -75,7 +75,7 @@ export class IpcBus implements Bus {
   readonly #prefix = randomUUID().slice(0, 8);
   #next = 0;
   readonly #subscribers = new Map<string, (msg: BusMessage) => void>();
-  readonly #responders = new Map<string, (data: unknown, subject: string) => Promise<unknown>>();
+  readonly #responders = new Map<string, (data: unknown, meta: RequestMeta) => Promise<unknown>>();
   readonly #pending = new Map<string, { resolve(v: unknown): void; reject(e: unknown): void; timer: NodeJS.Timeout }>();
   #closed = false;
   readonly #onMessage = (message: unknown) => this.#receive(message);
@@ -96,10 +96,10 @@ export class IpcBus implements Bus {
     sendFrame(this.#endpoint, { t: 'pub', subject, data: data ?? null });
   }
 
-  subscribe(subject: string, handler: (msg: BusMessage) => void): Subscription {
+  subscribe(subject: string, handler: (msg: BusMessage) => void, opts: SubscribeOptions = {}): Subscription {
     const id = this.#id();
     this.#subscribers.set(id, handler);
-    if (!this.#closed) sendFrame(this.#endpoint, { t: 'sub', id, subject });
+    if (!this.#closed) sendFrame(this.#endpoint, { t: 'sub', id, subject, ...(opts.queue === undefined ? {} : { queue: opts.queue }) });
     return {
       unsubscribe: () => {
         if (this.#subscribers.delete(id) && !this.#closed) sendFrame(this.#endpoint, { t: 'unsub', id });
@@ -107,16 +107,21 @@ export class IpcBus implements Bus {
     };
   }
 
-  handle(subject: string, responder: (data: unknown, subject: string) => Promise<unknown>): Subscription {
+  handle(subject: string, responder: (data: unknown, meta: RequestMeta) => Promise<unknown>, opts: SubscribeOptions = {}): Subscription {
     if (subject.includes('*') || subject.includes('>')) throw new Error('IpcBus.handle takes a concrete subject');
     const id = this.#id();
     this.#responders.set(id, responder);
-    if (!this.#closed) sendFrame(this.#endpoint, { t: 'handle', id, subject });
+    if (!this.#closed) sendFrame(this.#endpoint, { t: 'handle', id, subject, ...(opts.queue === undefined ? {} : { queue: opts.queue }) });
     return {
       unsubscribe: () => {
         if (this.#responders.delete(id) && !this.#closed) sendFrame(this.#endpoint, { t: 'unhandle', id });
       },
     };
+  }
+
+  onStatus(_listener: (status: BusStatus) => void): Subscription {
+    // The channel to the parent either works or the child is gone.
+    return { unsubscribe: () => undefined };
   }
 
   request<T = unknown>(subject: string, data: unknown, opts: { timeoutMs?: number } = {}): Promise<T> {
@@ -163,7 +168,7 @@ export class IpcBus implements Bus {
         const handler = this.#subscribers.get(frame.id);
         if (handler === undefined) return;
         try {
-          handler({ subject: frame.subject, data: frame.data });
+          handler({ subject: frame.subject, data: frame.data, sender: frame.sender ?? null });
         } catch (err) {
           process.emitWarning(`bus subscriber for ${frame.subject} threw: ${(err as Error).message}`);
         }
@@ -178,7 +183,7 @@ export class IpcBus implements Bus {
           return;
         }
         Promise.resolve()
-          .then(() => responder(frame.data, frame.subject))
+          .then(() => responder(frame.data, { subject: frame.subject, sender: frame.sender ?? null }))
           .then(
             (reply) => sendFrame(this.#endpoint, { t: 'reply', id: frame.id, data: reply ?? null }),
             (err: unknown) => sendFrame(this.#endpoint, { t: 'reply', id: frame.id, error: wireError(err) }),
@@ -222,7 +227,14 @@ export function relayBus(bus: Bus, endpoint: IpcEndpoint): BusRelay {
     switch (frame.t) {
       case 'sub':
         subscriptions.get(frame.id)?.unsubscribe();
-        subscriptions.set(frame.id, bus.subscribe(frame.subject, (msg) => sendFrame(endpoint, { t: 'msg', id: frame.id, subject: msg.subject, data: msg.data })));
+        subscriptions.set(
+          frame.id,
+          bus.subscribe(
+            frame.subject,
+            (msg) => sendFrame(endpoint, { t: 'msg', id: frame.id, subject: msg.subject, data: msg.data, sender: msg.sender }),
+            frame.queue === undefined ? {} : { queue: frame.queue },
+          ),
+        );
         return;
       case 'unsub':
         subscriptions.get(frame.id)?.unsubscribe();
@@ -235,12 +247,15 @@ export function relayBus(bus: Bus, endpoint: IpcEndpoint): BusRelay {
         responders.get(frame.id)?.unsubscribe();
         responders.set(
           frame.id,
-          bus.handle(frame.subject, (data, subject) =>
-            new Promise((resolve, reject) => {
-              const id = String(++nextCall);
-              calls.set(id, { resolve, reject });
-              sendFrame(endpoint, { t: 'call', id, handler: frame.id, subject, data });
-            }),
+          bus.handle(
+            frame.subject,
+            (data, { subject, sender }) =>
+              new Promise((resolve, reject) => {
+                const id = String(++nextCall);
+                calls.set(id, { resolve, reject });
+                sendFrame(endpoint, { t: 'call', id, handler: frame.id, subject, data, sender });
+              }),
+            frame.queue === undefined ? {} : { queue: frame.queue },
           ),
         );
         return;
