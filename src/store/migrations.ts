@@ -156,6 +156,112 @@ const migrations: Record<string, Migration> = {
       }
     },
   },
+  // The cluster: nodes join with a signed identity, may carry traffic, instances or both, sit in a compartment, and
+  // can be drained by the operator.
+  '0003_cluster_nodes': {
+    async up(db: Kysely<any>): Promise<void> {
+      await db.schema
+        .alterTable('nodes')
+        .addColumn('draining', 'boolean', (c) => c.notNull().defaultTo(false))
+        .execute();
+      await db.schema.alterTable('nodes').addColumn('roles', 'jsonb', (c) => c.notNull().defaultTo(sql`'["agent"]'::jsonb`)).execute();
+      await db.schema.alterTable('nodes').addColumn('compartment', 'text').execute();
+      await db.schema.alterTable('nodes').addColumn('public_key', 'text').execute();
+    },
+  },
+  // Admission: a join token lets one host (or, reusable, many until it expires) join the cluster. Only the sha256 of
+  // the secret is kept; used_at is set by the one UPDATE that consumes it, so two joins cannot both use a single-use token.
+  '0004_join_tokens': {
+    async up(db: Kysely<any>): Promise<void> {
+      await db.schema
+        .createTable('join_tokens')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('hash', 'text', (c) => c.notNull())
+        .addColumn('reusable', 'boolean', (c) => c.notNull())
+        .addColumn('expires_at', 'timestamptz', (c) => c.notNull())
+        .addColumn('used_at', 'timestamptz')
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull())
+        .addUniqueConstraint('join_tokens_hash_unique', ['hash'])
+        .execute();
+      // Ring 0's own keys: each controller records its Ed25519 public key here, so controllers sharing a store trust
+      // each other's signed messages as they trust admitted nodes'.
+      await db.schema
+        .createTable('controller_keys')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('public_key', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull())
+        .execute();
+    },
+  },
+  // Several controllers on one PostgreSQL: each heartbeats its row, so anyone can name the leader (the one holding
+  // the advisory lock marks itself with leader_since).
+  '0005_controllers': {
+    async up(db: Kysely<any>): Promise<void> {
+      await db.schema
+        .createTable('controllers')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('api_url', 'text', (c) => c.notNull())
+        .addColumn('started_at', 'timestamptz', (c) => c.notNull())
+        .addColumn('last_seen_at', 'timestamptz', (c) => c.notNull())
+        .addColumn('leader_since', 'timestamptz')
+        .execute();
+    },
+  },
+  // Packages live in PostgreSQL when the store is a server, so every controller can serve them to agents. A package row
+  // and its chunks are written in one transaction: a half-written package never exists. (The embedded store keeps
+  // packages on disk instead: PGlite holds its data in a WebAssembly heap.)
+  '0006_package_blobs': {
+    async up(db: Kysely<any>): Promise<void> {
+      await db.schema
+        .createTable('package_blobs')
+        .addColumn('sha256', 'text', (c) => c.primaryKey())
+        .addColumn('size', 'bigint', (c) => c.notNull())
+        .addColumn('chunk_size', 'integer', (c) => c.notNull())
+        .addColumn('chunks', 'integer', (c) => c.notNull())
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('package_chunks')
+        .addColumn('sha256', 'text', (c) => c.notNull())
+        .addColumn('idx', 'integer', (c) => c.notNull())
+        .addColumn('data', 'bytea', (c) => c.notNull())
+        .addPrimaryKeyConstraint('package_chunks_pk', ['sha256', 'idx'])
+        .addForeignKeyConstraint('package_chunks_blob_fk', ['sha256'], 'package_blobs', ['sha256'], (fk) => fk.onDelete('cascade'))
+        .execute();
+    },
+  },
+  // Releases: a version may run an earlier version's build (a config change, a rollback) with config vars of its own,
+  // and records why it was made. Config is kept sealed (AES-256-GCM under the controller's master key), never in
+  // plain text; a project keeps the config its first release will get until it has one.
+  '0007_releases': {
+    async up(db: Kysely<any>): Promise<void> {
+      await db.schema
+        .alterTable('versions')
+        .addColumn('build_id', 'text')
+        .addColumn('config', 'text')
+        .addColumn('cause', 'jsonb')
+        .execute();
+      await db.schema.alterTable('projects').addColumn('config', 'text').execute();
+    },
+  },
+  // Events: what happened beside state (`enjin events`), kept for the controller's retention and pruned by the leader.
+  '0008_events': {
+    async up(db: Kysely<any>): Promise<void> {
+      await db.schema
+        .createTable('events')
+        .addColumn('seq', 'bigserial', (c) => c.primaryKey())
+        .addColumn('at', 'timestamptz', (c) => c.notNull())
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('project', 'text')
+        .addColumn('service', 'text')
+        .addColumn('node_id', 'text')
+        .addColumn('instance_id', 'text')
+        .addColumn('message', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('events_project_seq').on('events').columns(['project', 'seq']).execute();
+      await db.schema.createIndex('events_at').on('events').column('at').execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -13,7 +13,13 @@ import { migrateToLatest } from './migrations.ts';
 import { PGliteDialect } from './pglite-dialect.ts';
 import type { Database } from './schema.ts';
 import { SqlStore } from './sql-store.ts';
-import type { Store } from './store.ts';
+import { PostgresLeaderLock } from './advisory-lock.ts';
+import type { ConfigSealer, Store } from './store.ts';
+import type { ConfigVars } from '../core/model.ts';
+import { loadMasterKey, type MasterKey, type MasterKeyOptions } from './config-cipher.ts';
+import { componentLogger } from '../log/logger.ts';
+
+const log = componentLogger('store');
 import { isConnectionError, redactUrl, storeUnavailable } from './store-errors.ts';
 
 export interface OpenStoreOptions {
@@ -21,13 +27,36 @@ export interface OpenStoreOptions {
   dataDir: string;
   /** postgres://user:password@host:port/database; absent: the embedded store */
   databaseUrl?: string;
+  /** seals config vars; absent: the master key (see masterKeySealer) */
+  sealer?: ConfigSealer;
+  /** --master-key-file: the master key's file, over ENJIN_MASTER_KEY and DATA/master.key */
+  masterKeyFile?: string;
 }
 
 /** Seconds to wait for a PostgreSQL connection before calling the store unavailable. */
 const CONNECT_TIMEOUT_MS = 10_000;
 
 export async function openStore(opts: OpenStoreOptions): Promise<Store> {
-  return opts.databaseUrl ? openPostgres(opts.databaseUrl) : openPGlite(opts.dataDir);
+  const sealer = opts.sealer ?? masterKeySealer({ dataDir: opts.dataDir, keyFile: opts.masterKeyFile, shared: opts.databaseUrl !== undefined });
+  return opts.databaseUrl ? openPostgres(opts.databaseUrl, sealer) : openPGlite(opts.dataDir, sealer);
+}
+
+/**
+ * The master key as the store uses it, loaded the first time config is sealed or opened: a store without config vars
+ * never needs one, and a cluster controller missing its key fails at the first `config set` (or at start, when the
+ * store holds config) with the message that says how to give it one. The embedded store makes DATA/master.key; a
+ * shared (PostgreSQL) store never does, since every controller must seal under the same key.
+ */
+export function masterKeySealer(o: MasterKeyOptions): ConfigSealer {
+  let key: MasterKey | null = null;
+  const load = (): MasterKey => {
+    if (key) return key;
+    key = loadMasterKey(o);
+    // A key made just now is announced (with a word on backing it up) by loadMasterKey itself.
+    if (!key.created) log.info({ source: key.source, keyId: key.keyId }, 'config vars are sealed under this master key');
+    return key;
+  };
+  return { seal: (value) => load().seal(value), unseal: (sealed) => load().unseal<ConfigVars>(sealed) };
 }
 
 /** The controller keeps its working set in memory, so PostgreSQL's own cache can be small (saves ~120 MB resident). */
@@ -59,7 +88,7 @@ await db.close();`;
   await rename(building, storeDir);
 }
 
-async function openPGlite(dataDir: string): Promise<Store> {
+async function openPGlite(dataDir: string, sealer: ConfigSealer): Promise<Store> {
   const storeDir = join(dataDir, 'store');
   // The store holds every token and secret: enjin's alone.
   await mkdir(storeDir, { recursive: true, mode: 0o700 });
@@ -80,7 +109,7 @@ async function openPGlite(dataDir: string): Promise<Store> {
     }
     db = new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
     await migrateToLatest(db);
-    return new SqlStore(db, 'pglite', { location: storeDir, onClose: () => lock.release() });
+    return new SqlStore(db, 'pglite', { location: storeDir, onClose: () => lock.release(), sealer });
   } catch (err) {
     await db?.destroy().catch(() => undefined);
     await lock.release();
@@ -88,7 +117,7 @@ async function openPGlite(dataDir: string): Promise<Store> {
   }
 }
 
-async function openPostgres(url: string): Promise<Store> {
+async function openPostgres(url: string, sealer: ConfigSealer): Promise<Store> {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -125,5 +154,5 @@ async function openPostgres(url: string): Promise<Store> {
     const cause = err instanceof EnjinError && err.cause !== undefined ? err.cause : err;
     throw isConnectionError(cause) ? storeUnavailable(shown, cause) : err;
   }
-  return new SqlStore(db, 'postgres', { location: shown });
+  return new SqlStore(db, 'postgres', { location: shown, leaderLocks: () => new PostgresLeaderLock(url), sealer });
 }

@@ -1,8 +1,9 @@
 // Rows of the store's tables mapped to the domain types (and the small conversions they need), for both backends.
 import type { Selectable } from 'kysely';
-import type { Instance, InstanceDesiredState, InstanceState, Job, JobState, JobTags, Node, Project, Version, Workspace } from '../core/model.ts';
-import type { InstancesTable, JobsTable, NodesTable, ProjectsTable, TokensTable, VersionsTable, WorkspacesTable } from './schema.ts';
-import type { TokenRecord } from './store.ts';
+import type { ConfigVars, Instance, InstanceDesiredState, InstanceState, Job, JobState, JobTags, Node, Project, Version, Workspace } from '../core/model.ts';
+import type { ControllersTable, InstancesTable, JobsTable, JoinTokensTable, NodesTable, ProjectsTable, TokensTable, VersionsTable, WorkspacesTable } from './schema.ts';
+import type { ConfigSealer, ControllerRecord, JoinTokenRecord, TokenRecord } from './store.ts';
+import { EnjinError } from '../core/errors.ts';
 
 export function iso(value: Date | string): string {
   return (value instanceof Date ? value : new Date(value)).toISOString();
@@ -33,7 +34,26 @@ export function toToken(r: Selectable<TokensTable>): TokenRecord {
   return { id: r.id, name: r.name, hash: r.hash, workspaceId: r.workspace_id, createdAt: iso(r.created_at) };
 }
 
-export function toProject(r: Selectable<ProjectsTable>): Project {
+/** A store that meets config without a master key to open it: refused, never read as empty. */
+function noSealer(): EnjinError {
+  return new EnjinError('master_key_missing', 'the store holds config vars but this controller was opened without a master key; start it with its data directory (master.key) or ENJIN_MASTER_KEY', { status: 500 });
+}
+
+/** Config as a column holds it: sealed, or null for none. */
+export function sealConfig(config: ConfigVars | undefined, sealer: ConfigSealer | undefined): string | null {
+  if (!config) return null;
+  if (!sealer) throw noSealer();
+  return sealer.seal(config);
+}
+
+function openConfig(sealed: string | null, sealer: ConfigSealer | undefined): ConfigVars | undefined {
+  if (sealed === null) return undefined;
+  if (!sealer) throw noSealer();
+  return sealer.unseal(sealed);
+}
+
+export function toProject(r: Selectable<ProjectsTable>, sealer?: ConfigSealer): Project {
+  const config = openConfig(r.config ?? null, sealer);
   return {
     id: r.id,
     workspaceId: r.workspace_id,
@@ -41,12 +61,14 @@ export function toProject(r: Selectable<ProjectsTable>): Project {
     currentVersionId: r.current_version_id,
     routedVersionId: r.routed_version_id,
     scale: r.scale,
+    ...(config ? { config } : {}),
     createdAt: iso(r.created_at),
     updatedAt: iso(r.updated_at),
   };
 }
 
-export function toVersion(r: Selectable<VersionsTable>): Version {
+export function toVersion(r: Selectable<VersionsTable>, sealer?: ConfigSealer): Version {
+  const config = openConfig(r.config ?? null, sealer);
   return {
     id: r.id,
     projectId: r.project_id,
@@ -55,6 +77,9 @@ export function toVersion(r: Selectable<VersionsTable>): Version {
     size: Number(r.size),
     manifest: r.manifest,
     createdAt: iso(r.created_at),
+    ...(r.build_id ? { buildId: r.build_id } : {}),
+    ...(config ? { config } : {}),
+    ...(r.cause ? { cause: r.cause } : {}),
   };
 }
 
@@ -93,6 +118,10 @@ export function toNode(r: Selectable<NodesTable>): Node {
     address: r.address,
     labels: r.labels,
     status: r.status as Node['status'],
+    draining: r.draining,
+    roles: r.roles as Node['roles'],
+    compartment: r.compartment,
+    publicKey: r.public_key,
     lastSeenAt: isoOrNull(r.last_seen_at),
     createdAt: iso(r.created_at),
   };
@@ -114,4 +143,12 @@ export function toJob(r: Selectable<JobsTable>): Job {
     finishedAt: isoOrNull(r.finished_at),
     position: r.position,
   };
+}
+
+export function toJoinToken(r: Selectable<JoinTokensTable>): JoinTokenRecord {
+  return { id: r.id, hash: r.hash, reusable: r.reusable, expiresAt: iso(r.expires_at), usedAt: isoOrNull(r.used_at), createdAt: iso(r.created_at) };
+}
+
+export function toController(r: Selectable<ControllersTable>): ControllerRecord {
+  return { id: r.id, apiUrl: r.api_url, startedAt: iso(r.started_at), lastSeenAt: iso(r.last_seen_at), leaderSince: isoOrNull(r.leader_since) };
 }

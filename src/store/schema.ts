@@ -1,6 +1,6 @@
 // The store's tables as Kysely sees them: one schema for PGlite and PostgreSQL, mapped to the domain types in sql-store.ts.
-import type { ColumnType } from 'kysely';
-import type { InstanceCurrent, JobTags, Manifest } from '../core/model.ts';
+import type { ColumnType, Generated } from 'kysely';
+import type { InstanceCurrent, JobTags, Manifest, ReleaseCause } from '../core/model.ts';
 
 /** pg returns timestamptz as Date, so does PGlite; both accept the ISO strings the domain uses. */
 export type Timestamp = ColumnType<Date | string, string, string>;
@@ -28,6 +28,21 @@ export interface TokensTable {
   created_at: Timestamp;
 }
 
+export interface JoinTokensTable {
+  id: string;
+  hash: string;
+  reusable: boolean;
+  expires_at: Timestamp;
+  used_at: NullableTimestamp;
+  created_at: Timestamp;
+}
+
+export interface ControllerKeysTable {
+  id: string;
+  public_key: string;
+  created_at: Timestamp;
+}
+
 export interface ProjectsTable {
   id: string;
   workspace_id: string;
@@ -35,6 +50,8 @@ export interface ProjectsTable {
   current_version_id: string | null;
   routed_version_id: string | null;
   scale: Json<Record<string, number>>;
+  /** sealed ConfigVars for the project's first release, while it has none (migration 0007) */
+  config: ColumnType<string | null, string | null | undefined, string | null>;
   created_at: Timestamp;
   updated_at: Timestamp;
 }
@@ -47,6 +64,11 @@ export interface VersionsTable {
   size: Int8;
   manifest: Json<Manifest>;
   created_at: Timestamp;
+  /** migration 0007: the version whose build this one runs (null: its own) */
+  build_id: ColumnType<string | null, string | null | undefined, string | null>;
+  /** sealed ConfigVars (null: none) */
+  config: ColumnType<string | null, string | null | undefined, string | null>;
+  cause: ColumnType<ReleaseCause | null, string | null | undefined, string | null>;
 }
 
 /** Desired columns first; the current_* columns are all null until a node reports the instance. */
@@ -76,6 +98,10 @@ export interface NodesTable {
   address: string;
   labels: Json<Record<string, string>>;
   status: string;
+  draining: Generated<boolean>;
+  roles: ColumnType<string[], string | undefined, string>;
+  compartment: string | null;
+  public_key: string | null;
   last_seen_at: NullableTimestamp;
   created_at: Timestamp;
 }
@@ -104,13 +130,55 @@ export interface JobLogsTable {
   line: string;
 }
 
+/** One stored package (PostgreSQL backend): its chunks are package_chunks rows 0..chunks-1 of chunk_size bytes. */
+export interface PackageBlobsTable {
+  sha256: string;
+  size: Int8;
+  chunk_size: number;
+  chunks: number;
+  created_at: Timestamp;
+}
+
+export interface PackageChunksTable {
+  sha256: string;
+  idx: number;
+  data: Uint8Array;
+}
+
+/** one row per controller process that has run on this store (migration 0005) */
+export interface ControllersTable {
+  id: string;
+  api_url: string;
+  started_at: Timestamp;
+  last_seen_at: Timestamp;
+  leader_since: NullableTimestamp;
+}
+
+/** migration 0008: one row per event, numbered in the order written */
+export interface EventsTable {
+  seq: ColumnType<string | number | bigint, never, never>;
+  at: Timestamp;
+  kind: string;
+  project: string | null;
+  service: string | null;
+  node_id: string | null;
+  instance_id: string | null;
+  message: string;
+}
+
 export interface Database {
   workspaces: WorkspacesTable;
   tokens: TokensTable;
+  join_tokens: JoinTokensTable;
+  controller_keys: ControllerKeysTable;
   projects: ProjectsTable;
   versions: VersionsTable;
   instances: InstancesTable;
   nodes: NodesTable;
   jobs: JobsTable;
   job_logs: JobLogsTable;
+  package_blobs: PackageBlobsTable;
+  package_chunks: PackageChunksTable;
+  controllers: ControllersTable;
+  events: EventsTable;
 }

@@ -1,29 +1,38 @@
 // The Store over Kysely: the same SQL for PGlite and PostgreSQL, rows mapped to and from the domain types.
 import { sql, type Kysely } from 'kysely';
-import { invalid, notFound } from '../core/errors.ts';
 import type { Instance, Job, JobLogLine, JobState, Node, Project, Version, Workspace } from '../core/model.ts';
 import type { Database } from './schema.ts';
-import { invalidJobCursor, type JobFilter, type Store, type StoreSnapshot, type TokenRecord } from './store.ts';
+import { type ConfigSealer, type ControllerRecord, type EventFilter, type StoredEvent, type JobFilter, type JoinTokenRecord, type JoinTokenUse, type LeaderLock, type Store, type StoreSnapshot, type TokenRecord } from './store.ts';
 import { translateDatabaseError } from './store-errors.ts';
+import { SqlPackageBlobs } from './package-blobs.ts';
+import { SqlClusterTables } from './cluster-tables.ts';
+import { SqlJobRows } from './job-rows.ts';
 
-import { iso, definedTags, bySiblingOrder, toWorkspace, toToken, toProject, toVersion, toInstance, toNode, toJob } from './rows.ts';
+import { SqlEventRows } from './event-rows.ts';
+import type { Notification } from '../core/messages.ts';
+import { toWorkspace, toToken, toProject, toVersion, toInstance, toNode, toJob, sealConfig } from './rows.ts';
 
-export const DEFAULT_JOB_LIMIT = 50;
-export const MAX_JOB_LIMIT = 500;
-/** Rows per INSERT: PostgreSQL allows 65535 parameters in one statement. */
-const INSERT_CHUNK = 1000;
 
 export interface SqlStoreOptions {
   /** where the data lives, for messages: a data directory or a URL without its password */
   location?: string;
   /** runs after the database is closed (the embedded backend releases its data-dir lock here) */
   onClose?: () => Promise<void>;
+  /** makes leader locks on connections of their own (PostgreSQL only) */
+  leaderLocks?: () => LeaderLock;
+  /** seals config vars written and opens them read; without it, a store holding config refuses to load */
+  sealer?: ConfigSealer;
 }
 
 export class SqlStore implements Store {
   readonly backend: 'pglite' | 'postgres';
+  readonly packageBlobs: SqlPackageBlobs;
+  readonly #cluster: SqlClusterTables;
+  readonly #jobs: SqlJobRows;
+  readonly #events: SqlEventRows;
   readonly #db: Kysely<Database>;
   readonly #location: string;
+  readonly #sealer: ConfigSealer | undefined;
   readonly #onClose: (() => Promise<void>) | undefined;
   #closed: Promise<void> | undefined;
 
@@ -32,7 +41,15 @@ export class SqlStore implements Store {
     this.backend = backend;
     this.#location = opts.location ?? backend;
     this.#onClose = opts.onClose;
+    this.#sealer = opts.sealer;
+    this.packageBlobs = new SqlPackageBlobs(db, this.#location);
+    this.#cluster = new SqlClusterTables(db, (fn) => this.#run(fn));
+    this.#jobs = new SqlJobRows(db, (fn) => this.#run(fn));
+    this.#events = new SqlEventRows(db, (fn) => this.#run(fn));
+    if (opts.leaderLocks) this.openLeaderLock = opts.leaderLocks;
   }
+
+  openLeaderLock?: () => LeaderLock;
 
   async load(): Promise<StoreSnapshot> {
     // One repeatable-read transaction, so the snapshot is consistent even while another controller writes.
@@ -57,8 +74,8 @@ export class SqlStore implements Store {
             .execute();
           return {
             workspaces: workspaces.map(toWorkspace),
-            projects: projects.map(toProject),
-            versions: versions.map(toVersion),
+            projects: projects.map((r) => toProject(r, this.#sealer)),
+            versions: versions.map((r) => toVersion(r, this.#sealer)),
             instances: instances.map(toInstance),
             nodes: nodes.map(toNode),
             unfinishedJobs: unfinishedJobs.map(toJob),
@@ -97,6 +114,38 @@ export class SqlStore implements Store {
     return row ? toToken(row) : null;
   }
 
+  async listTokens(): Promise<TokenRecord[]> {
+    const rows = await this.#run(() => this.#db.selectFrom('tokens').selectAll().orderBy('created_at').execute());
+    return rows.map(toToken);
+  }
+
+  async ping(): Promise<void> {
+    await this.#run(() => sql`select 1`.execute(this.#db));
+  }
+
+  // The cluster's own tables (join tokens, controllers and their keys): see cluster-tables.ts.
+  insertJoinToken(t: JoinTokenRecord): Promise<void> {
+    return this.#cluster.insertJoinToken(t);
+  }
+  consumeJoinToken(hash: string, at: string): Promise<JoinTokenUse> {
+    return this.#cluster.consumeJoinToken(hash, at);
+  }
+  saveControllerKey(id: string, publicKey: string, at: string): Promise<void> {
+    return this.#cluster.saveControllerKey(id, publicKey, at);
+  }
+  controllerKeys(): Promise<Array<{ id: string; publicKey: string }>> {
+    return this.#cluster.controllerKeys();
+  }
+  saveController(c: ControllerRecord): Promise<void> {
+    return this.#cluster.saveController(c);
+  }
+  listControllers(): Promise<ControllerRecord[]> {
+    return this.#cluster.listControllers();
+  }
+  deleteControllersSeenBefore(before: string): Promise<void> {
+    return this.#cluster.deleteControllersSeenBefore(before);
+  }
+
   async saveProject(p: Project): Promise<void> {
     const { id, ...rest } = {
       id: p.id,
@@ -105,6 +154,7 @@ export class SqlStore implements Store {
       current_version_id: p.currentVersionId,
       routed_version_id: p.routedVersionId,
       scale: JSON.stringify(p.scale),
+      config: sealConfig(p.config, this.#sealer),
       created_at: p.createdAt,
       updated_at: p.updatedAt,
     };
@@ -141,6 +191,9 @@ export class SqlStore implements Store {
           size: v.size,
           manifest: JSON.stringify(v.manifest),
           created_at: v.createdAt,
+          build_id: v.buildId ?? null,
+          config: sealConfig(v.config, this.#sealer),
+          cause: v.cause ? JSON.stringify(v.cause) : null,
         })
         .execute(),
     );
@@ -187,6 +240,10 @@ export class SqlStore implements Store {
       address: n.address,
       labels: JSON.stringify(n.labels),
       status: n.status,
+      draining: n.draining,
+      roles: JSON.stringify(n.roles),
+      compartment: n.compartment,
+      public_key: n.publicKey,
       last_seen_at: n.lastSeenAt,
       created_at: n.createdAt,
     };
@@ -199,144 +256,50 @@ export class SqlStore implements Store {
     );
   }
 
-  async insertJobs(jobs: Job[]): Promise<void> {
-    if (jobs.length === 0) return;
-    const rows = jobs.map((j) => ({
-      id: j.id,
-      root_id: j.rootId,
-      parent_id: j.parentId,
-      kind: j.kind,
-      title: j.title,
-      state: j.state,
-      tags: JSON.stringify(j.tags),
-      params: JSON.stringify(j.params),
-      error: j.error,
-      created_at: j.createdAt,
-      started_at: j.startedAt,
-      finished_at: j.finishedAt,
-      position: j.position,
-    }));
+  async deleteNode(id: string): Promise<void> {
     await this.#run(() =>
       this.#db.transaction().execute(async (trx) => {
-        for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
-          await trx.insertInto('jobs').values(rows.slice(i, i + INSERT_CHUNK)).execute();
-        }
+        await trx.deleteFrom('instances').where('node_id', '=', id).execute();
+        await trx.deleteFrom('nodes').where('id', '=', id).execute();
       }),
     );
   }
 
-  async updateJob(id: string, patch: Partial<Pick<Job, 'state' | 'error' | 'startedAt' | 'finishedAt' | 'params'>>): Promise<void> {
-    const set: { state?: string; error?: string | null; started_at?: string | null; finished_at?: string | null; params?: string } = {};
-    if (patch.state !== undefined) set.state = patch.state;
-    if (patch.error !== undefined) set.error = patch.error;
-    if (patch.startedAt !== undefined) set.started_at = patch.startedAt;
-    if (patch.finishedAt !== undefined) set.finished_at = patch.finishedAt;
-    if (patch.params !== undefined) set.params = JSON.stringify(patch.params);
-    const found = await this.#run(async () => {
-      if (Object.keys(set).length === 0) {
-        return (await this.#db.selectFrom('jobs').select('id').where('id', '=', id).executeTakeFirst()) !== undefined;
-      }
-      const result = await this.#db.updateTable('jobs').set(set).where('id', '=', id).executeTakeFirst();
-      return result.numUpdatedRows > 0n;
-    });
-    if (!found) throw notFound(`job ${id}`);
+  insertJobs(jobs: Job[]): Promise<void> {
+    return this.#jobs.insertJobs(jobs);
   }
 
-  async getJob(id: string): Promise<Job | null> {
-    const row = await this.#run(() => this.#db.selectFrom('jobs').selectAll().where('id', '=', id).executeTakeFirst());
-    return row ? toJob(row) : null;
+  updateJob(id: string, patch: Partial<Pick<Job, 'state' | 'error' | 'startedAt' | 'finishedAt' | 'params'>>): Promise<void> {
+    return this.#jobs.updateJob(id, patch);
   }
 
-  /**
-   * Depth-first pre-order: a parent, then each child's subtree, siblings by (position, createdAt, id).
-   * Jobs whose parent is missing from the tree (should not happen) come last rather than vanish.
-   */
-  async getJobTree(rootId: string): Promise<Job[]> {
-    const rows = await this.#run(() => this.#db.selectFrom('jobs').selectAll().where('root_id', '=', rootId).execute());
-    const jobs = rows.map(toJob).sort(bySiblingOrder);
-    const ids = new Set(jobs.map((j) => j.id));
-    const children = new Map<string | null, Job[]>();
-    for (const j of jobs) {
-      const parent = j.parentId !== null && ids.has(j.parentId) && j.id !== rootId ? j.parentId : null;
-      const list = children.get(parent) ?? [];
-      list.push(j);
-      children.set(parent, list);
-    }
-    const out: Job[] = [];
-    const visited = new Set<string>();
-    // Iterative, so a deep tree cannot overflow the stack.
-    const walk = (start: Job): void => {
-      const stack = [start];
-      while (stack.length > 0) {
-        const j = stack.pop()!;
-        if (visited.has(j.id)) continue;
-        visited.add(j.id);
-        out.push(j);
-        const kids = children.get(j.id) ?? [];
-        for (let k = kids.length - 1; k >= 0; k--) stack.push(kids[k]);
-      }
-    };
-    const top = children.get(null) ?? [];
-    const root = top.find((j) => j.id === rootId);
-    if (root) walk(root);
-    for (const j of top) walk(j);
-    // A parent cycle (corrupt data) is unreachable from the root; keep those rows visible anyway.
-    for (const j of jobs) walk(j);
-    return out;
+  getJob(id: string): Promise<Job | null> {
+    return this.#jobs.getJob(id);
   }
 
-  async listJobs(filter: JobFilter): Promise<Job[]> {
-    const limit = filter.limit ?? DEFAULT_JOB_LIMIT;
-    if (!Number.isInteger(limit) || limit < 1) throw invalid(`limit must be a whole number from 1 to ${MAX_JOB_LIMIT}, not ${limit}`);
-    const tags = definedTags(filter.tags);
-    const rows = await this.#run(async () => {
-      let query = this.#db.selectFrom('jobs').selectAll();
-      if (filter.rootsOnly) query = query.where('parent_id', 'is', null);
-      if (filter.states && filter.states.length > 0) query = query.where('state', 'in', filter.states);
-      if (tags) query = query.where(sql<boolean>`tags @> ${JSON.stringify(tags)}::jsonb`);
-      // The same condition in the form the ordered per-tag indexes (migration 0002) can serve.
-      for (const tag of ['project', 'service', 'node'] as const) {
-        if (tags?.[tag] !== undefined) query = query.where(sql<boolean>`tags ->> ${sql.lit(tag)} = ${tags[tag]}`);
-      }
-      if (filter.before !== undefined) {
-        // Row comparison against the stored values, so the cursor's timestamp never round-trips through JS.
-        query = query.where(sql<boolean>`(created_at, id) < (select b.created_at, b.id from jobs b where b.id = ${filter.before})`);
-      }
-      const page = await query
-        .orderBy('created_at', 'desc')
-        .orderBy('id', 'desc')
-        .limit(Math.min(limit, MAX_JOB_LIMIT))
-        .execute();
-      // An unknown cursor matches nothing; only an empty page costs the query that tells it from the end of the list.
-      if (page.length === 0 && filter.before !== undefined) {
-        const cursor = await this.#db.selectFrom('jobs').select('id').where('id', '=', filter.before).executeTakeFirst();
-        if (!cursor) throw invalidJobCursor(filter.before);
-      }
-      return page;
-    });
-    return rows.map(toJob);
+  getJobTree(rootId: string): Promise<Job[]> {
+    return this.#jobs.getJobTree(rootId);
   }
 
-  async appendJobLog(lines: JobLogLine[]): Promise<void> {
-    if (lines.length === 0) return;
-    const rows = lines.map((l) => ({ job_id: l.jobId, at: l.at, line: l.line }));
-    // One transaction so a batch is seen whole; seq follows the order of `lines` (VALUES rows are numbered in order).
-    await this.#run(() =>
-      this.#db.transaction().execute(async (trx) => {
-        for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
-          await trx.insertInto('job_logs').values(rows.slice(i, i + INSERT_CHUNK)).execute();
-        }
-      }),
-    );
+  listJobs(filter: JobFilter): Promise<Job[]> {
+    return this.#jobs.listJobs(filter);
   }
 
-  async getJobLog(jobId: string, afterSeq?: number): Promise<Array<JobLogLine & { seq: number }>> {
-    const rows = await this.#run(() => {
-      let query = this.#db.selectFrom('job_logs').selectAll().where('job_id', '=', jobId);
-      if (afterSeq !== undefined) query = query.where('seq', '>', afterSeq);
-      return query.orderBy('seq').execute();
-    });
-    return rows.map((r) => ({ jobId: r.job_id, at: iso(r.at), line: r.line, seq: Number(r.seq) }));
+  appendEvents(events: Notification[]): Promise<void> {
+    return this.#events.appendEvents(events);
+  }
+  listEvents(filter: EventFilter): Promise<StoredEvent[]> {
+    return this.#events.listEvents(filter);
+  }
+  deleteEventsBefore(at: string): Promise<number> {
+    return this.#events.deleteEventsBefore(at);
+  }
+  appendJobLog(lines: JobLogLine[]): Promise<void> {
+    return this.#jobs.appendJobLog(lines);
+  }
+
+  getJobLog(jobId: string, afterSeq?: number): Promise<Array<JobLogLine & { seq: number }>> {
+    return this.#jobs.getJobLog(jobId, afterSeq);
   }
 
   async #run<T>(fn: () => Promise<T>): Promise<T> {

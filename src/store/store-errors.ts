@@ -60,7 +60,7 @@ export function storeUnavailable(storeName: string, cause: unknown): EnjinError 
   const reason = cause instanceof Error ? cause.message : String(cause);
   return new EnjinError(
     'store_unavailable',
-    `the store at ${storeName} is unavailable (${reason}); changes are refused until it is back: check that the database server is running and reachable`,
+    `the store at ${storeName} is unreachable (${reason}); nothing was changed: changes are refused until it is back, so retry then (check that the database server is running and reachable)`,
     { status: 503, cause },
   );
 }

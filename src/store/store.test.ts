@@ -76,6 +76,10 @@ const node = (extra: Partial<Node> = {}): Node => ({
   address: '10.0.0.7',
   labels: { zone: 'a', disk: 'ssd' },
   status: 'ready',
+  draining: false,
+  roles: ['agent'],
+  compartment: null,
+  publicKey: null,
   lastSeenAt: at(),
   createdAt: at(),
   ...extra,
@@ -233,6 +237,13 @@ export function describeStore(name: string, makeStore: () => Promise<FreshStore>
       await store.deleteInstance(placed.id);
       await store.deleteInstance(placed.id); // already gone: not an error
       assert.deepEqual(byId((await store.load()).instances), byId([stopped, exited]));
+
+      // Removing a node forgets the instance rows placed on it, and only those.
+      await store.deleteNode(n2.id);
+      await store.deleteNode(n2.id); // already gone: not an error
+      const removed = await store.load();
+      assert.deepEqual(byId(removed.nodes), byId([downed]));
+      assert.deepEqual(byId(removed.instances), byId([stopped]));
     });
 
     test('tokens are found by hash, global or scoped to a workspace', async () => {
@@ -246,6 +257,31 @@ export function describeStore(name: string, makeStore: () => Promise<FreshStore>
       assert.deepEqual(await store.findTokenByHash(admin.hash), admin);
       assert.deepEqual(await store.findTokenByHash(scoped.hash), scoped);
       assert.equal(await store.findTokenByHash('c'.repeat(64)), null);
+    });
+
+    test('every token is listed (for checks in memory); ping answers', async () => {
+      const { store } = await fresh();
+      assert.deepEqual(await store.listTokens(), []);
+      const t1: TokenRecord = { id: id('tok'), name: 'one', hash: 'd'.repeat(64), workspaceId: null, createdAt: at() };
+      const t2: TokenRecord = { id: id('tok'), name: 'two', hash: 'e'.repeat(64), workspaceId: null, createdAt: at() };
+      await store.insertToken(t1);
+      await store.insertToken(t2);
+      assert.deepEqual(await store.listTokens(), [t1, t2]);
+      await store.ping();
+    });
+
+    test('controllers heartbeat their rows: saved again by id, listed oldest first', async () => {
+      const { store } = await fresh();
+      const a = { id: 'ctl_a', apiUrl: 'http://a:7070', startedAt: at(), lastSeenAt: at(), leaderSince: null };
+      const b = { id: 'ctl_b', apiUrl: '', startedAt: at(), lastSeenAt: at(), leaderSince: at() };
+      await store.saveController(a);
+      await store.saveController(b);
+      const a2 = { ...a, lastSeenAt: at(), leaderSince: at() };
+      await store.saveController(a2);
+      assert.deepEqual(await store.listControllers(), [a2, b]);
+      await store.deleteControllersSeenBefore(new Date(Date.parse(b.lastSeenAt) + 1).toISOString());
+      assert.deepEqual(await store.listControllers(), [a2], 'b was last seen before then, a2 after');
+      assert.equal(typeof store.openLeaderLock, name === 'postgres' ? 'function' : 'undefined', 'only a server store has a leader lock');
     });
 
     test('broken uniqueness and missing references are 409 conflicts that change nothing', async () => {
