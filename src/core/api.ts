@@ -1,6 +1,6 @@
 // The API's response shapes: one definition, so the controller that builds them and the client that reads them
 // cannot drift apart (a change is a compile error on both sides).
-import type { InstanceDesiredState, InstanceState, Job } from './model.ts';
+import type { InstanceDesiredState, InstanceState, Job, NodeCapacity, NodeDisk, NodeRole } from './model.ts';
 
 /** A job and everything below it; `log` is present when asked for. */
 export interface JobTreeView extends Job {
@@ -23,7 +23,8 @@ export interface ProjectView {
   routedVersion: number | null;
   createdAt: string;
   updatedAt: string;
-  services: Array<{ name: string; command: string; listens: boolean; hostnames: string[]; desired: number; running: number }>;
+  /** urls: where a browser reaches each hostname through the router (the router's port included when not 80/443) */
+  services: Array<{ name: string; command: string; listens: boolean; hostnames: string[]; urls?: string[]; desired: number; running: number }>;
 }
 
 export interface VersionView {
@@ -37,19 +38,100 @@ export interface VersionView {
   services: Record<string, { command: string; instances: number; listens: boolean; hostnames: string[] }>;
 }
 
+/** A version as a release: what made it, who, and which build it runs. Config values are never part of it. */
+export interface ReleaseView extends VersionView {
+  /** the number of the version whose build it runs (its own for a deploy) */
+  build: number | null;
+  kind: 'deploy' | 'config' | 'rollback';
+  description: string;
+  by: string | null;
+  git: { commit: string; message: string } | null;
+  /** names of its config vars, project-wide and per service */
+  configKeys: { project: string[]; services: Record<string, string[]> };
+}
+
 export interface InstanceView {
   id: string;
   project: string;
   service: string;
   version: number | null;
+  /** the id of the node it is placed on */
   node: string;
+  /** that node's name, for people */
+  nodeName: string;
   desired: InstanceDesiredState;
   state: InstanceState;
   pid: number | null;
   host: string | null;
   port: number | null;
   restarts: number;
-  lastExit: { code: number | null; signal: string | null; at: string } | null;
+  /** how the last run ended: exit code or signal (both null: it ended unseen, while no agent ran), and when */
+  lastExit: { code: number | null; signal: string | null; at: string; oomKilled?: boolean } | null;
   message: string | null;
   createdAt: string;
+}
+
+/** A node as `GET /v1/nodes` lists it. */
+export interface NodeView {
+  id: string;
+  name: string;
+  /** down wins over draining: a node that does not report can do nothing either way */
+  state: 'ready' | 'down' | 'draining';
+  address: string;
+  labels: Record<string, string>;
+  compartment: string | null;
+  roles: NodeRole[];
+  capacity: NodeCapacity | null;
+  disk: NodeDisk | null;
+  /** instances placed there and meant to run */
+  instances: number;
+  /** instances it runs that the controller does not manage (unknown project or version), left running */
+  unmanaged: number;
+  lastSeenAt: string | null;
+  createdAt: string;
+}
+
+/** An instance a node runs that the controller does not manage, as `GET /v1/nodes/NODE` lists it. */
+export interface UnmanagedInstanceView {
+  id: string;
+  project: string;
+  service: string;
+  versionId: string;
+  state: InstanceState;
+  pid: number | null;
+  host: string | null;
+  port: number | null;
+  reportedAt: string;
+}
+
+/** A rebuild of the store from the nodes (`enjin controller --recover-from-nodes`), as `GET /v1/cluster` shows it. */
+export interface RecoveryView {
+  /** census: collecting nodes before the first rebuild (writes wait); rebuilt: merging late nodes; closed: window over */
+  phase: 'census' | 'rebuilt' | 'closed';
+  windowClosesAt: string;
+  nodes: number;
+  projects: number;
+  versions: number;
+  instances: number;
+  /** versions rebuilt without their package (no node kept it): redeploy them before placing them on another node */
+  versionsWithoutPackage: string[];
+  problems: string[];
+}
+
+/** One volume as `GET /v1/volumes` lists it (`enjin volumes`). */
+export interface VolumeView {
+  workspace: string;
+  project: string;
+  name: string;
+  /** services of the project's current version that use it (empty: the project is gone or no longer uses it) */
+  services: string[];
+  /** the path the manifest gives it (what processes would see in a mount namespace of their own); null: not in the manifest */
+  path: string | null;
+  /** the variable that holds its directory */
+  env: string;
+  node: { id: string; name: string; state: 'ready' | 'down' | 'draining' };
+  /** the directory on the node */
+  dir: string;
+  sizeBytes: number | null;
+  measuredAt: string | null;
 }

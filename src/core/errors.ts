@@ -41,11 +41,17 @@ export const ERROR_CODES = {
   // nodes and instances
   no_ready_nodes: 'no node can take the work now',
   node_disk_full: 'a node has less free disk than its threshold',
+  node_ready: 'a node that is ready cannot be removed without force; drain it and stop its agent first',
   no_free_port: 'a node has no free port left in its range',
   spawn_failed: 'a process could not be started',
   instance_start_failed: 'an instance exited or never became ready while starting',
   instance_stopped: 'the instance was stopped while the request waited for it',
+  instance_not_reported: 'the node did not report the instance running (or gone) in time; it may be away or overloaded',
   prepare_failed: 'a prepare command failed; the message carries its last lines',
+  release_failed: "a version's release command failed; the deploy changed nothing, and the message carries its last lines",
+  not_prepared: 'a version must be prepared on the node first',
+  run_failed: 'a one-off process (`enjin run`) exited with a non-zero code or was killed',
+  run_interrupted: 'a one-off process lost its client or its node and was killed',
   version_fetch_failed: 'a node could not download a package',
   version_not_prepared: 'the version is not unpacked and prepared on that node',
   agent_stopping: 'the agent is shutting down',
@@ -53,8 +59,17 @@ export const ERROR_CODES = {
   agent_state_unwritable: 'the agent cannot record its instances; it starts nothing until it can',
   app_user_unavailable: 'the unprivileged user apps run as could not be found or created',
   data_dir_unreachable: 'apps cannot reach their files under the data directory',
+  // secrets at rest
+  master_key_mismatch: "config was sealed under another master key than this controller's; every controller needs the same key",
+  sealed_corrupt: 'sealed data (config values, an agent secret) was changed or damaged and cannot be opened',
+  // joining the cluster
+  join_token_invalid: 'a join token is unknown, expired or already used; make a new one with `enjin nodes token`',
+  join_rate_limited: 'too many failed joins from one address; wait before trying again',
+  node_key_taken: 'a join named a node id that another key already holds',
+  not_joined: 'a node has neither joined (no DATA/node.json) nor been given --join and --token',
   // the platform's own plumbing
   store_unavailable: 'the store cannot be reached; writes are refused until it is back',
+  not_leader: 'this controller is a follower: it answers reads; send writes to the leader the message (and the `leader` field) names',
   store_migration_failed: 'the store schema could not be brought up to date',
   data_dir_locked: 'another enjin uses the data directory',
   port_in_use: 'a port enjin was told to listen on is taken',
@@ -63,6 +78,22 @@ export const ERROR_CODES = {
   bus_timeout: 'a request on the bus got no answer in time',
   bus_no_responder: 'nothing answers on that bus subject',
   bus_closed: 'the bus was closed',
+  bus_unavailable: 'the bus (NATS) could not be reached at start; the message names the server and what to check',
+  bus_rejected: 'a bus message or answer was refused: unsigned, signed by a key not admitted, badly signed or stale',
+  bad_reply: 'a node answered a request with something malformed',
+  // config vars and releases
+  master_key_missing: 'the store holds sealed config but the controller has no master key to open it',
+  config_invalid: 'a config var name or value is not allowed; the message says which and why',
+  config_not_found: 'the config var asked for is not set',
+  // recovering a lost store from the nodes
+  store_not_empty: '--recover-from-nodes rebuilds an empty store only; start it on a new, empty database',
+  not_confirmed: 'a destructive command was not confirmed (the name typed did not match); nothing was changed',
+  recovering: 'the controller is rebuilding its store from the nodes; writes wait until the first rebuild is written',
+  // volumes
+  volumes_in_use: "a project's volumes cannot be removed while its instances run on their node",
+  volume_node_unavailable: "a service's volume is on a node that is down or draining; its instances wait for that node (moving them would leave the data behind)",
+  volumes_split: "a service uses volumes held by different nodes; one instance cannot reach both",
+  volumes_unsupported: 'the agent was started without a place for volumes',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

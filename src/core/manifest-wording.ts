@@ -3,7 +3,7 @@ import { isMap, isScalar, isSeq, type Node } from 'yaml';
 
 /** Words people reach for from other platforms, mapped to ours, for "did you mean". */
 const SYNONYMS: Record<string, string> = {
-  name: 'project', app: 'project', processes: 'services', build: 'prepare', release: 'prepare', environment: 'env',
+  name: 'project', app: 'project', processes: 'services', environment: 'env',
   cmd: 'command', run: 'command', start: 'command', replicas: 'instances', scale: 'instances', count: 'instances',
   hosts: 'hostnames', domains: 'hostnames', healthcheck: 'health', path: 'http', timeout: 'start_timeout',
 };

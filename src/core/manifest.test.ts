@@ -166,7 +166,7 @@ services:
       '10:21 services.web.health.http: must be a URL path starting with "/", without spaces, e.g. /healthz (got "healthz")',
       '10:45 services.web.health.start_timeout: must be a whole number of seconds from 1 to 600 (got 0)',
       '11:19 services.web.stop_timeout: must be a whole number of seconds from 0 to 300 (got 301)',
-      '12:5 services.web.colour: unknown key; allowed here: command, instances, hostnames, health, port, env, stop_timeout, timeouts',
+      '12:5 services.web.colour: unknown key; allowed here: command, instances, hostnames, health, port, env, stop_timeout, timeouts, volumes',
       '13:3 services.bad_name: is not a valid service name: lower-case letters, digits and dashes, starting with a letter, not ending with a dash, at most 40 characters',
     ]);
   });
@@ -183,7 +183,7 @@ services:
   });
 
   it('suggests near misses and synonyms for unknown keys', () => {
-    assert.match(hasProblem('project: a\nservice:\n  web: { command: x }\n', /^service:/).message, /did you mean "services"\?.*allowed here: project, prepare, env, services/);
+    assert.match(hasProblem('project: a\nservice:\n  web: { command: x }\n', /^service:/).message, /did you mean "services"\?.*allowed here: project, prepare, build, release, env, services/);
     assert.match(hasProblem('project: a\nservices:\n  web: { command: x, hostname: [a.b.c] }\n', /hostname:/).message, /did you mean "hostnames"/);
     assert.match(hasProblem('project: a\nservices:\n  web: { command: x, replicas: 2 }\n', /replicas/).message, /did you mean "instances"/);
     assert.match(hasProblem('project: a\nservices:\n  web: { command: x, stopTimeout: 2 }\n', /stopTimeout/).message, /did you mean "stop_timeout"/);
@@ -320,5 +320,68 @@ describe('parseProcfile', () => {
   it('rejects an empty Procfile and a bad project name', () => {
     assert.match(problemsOf(() => parseProcfile('# nothing\n', 'shop'))[0].message, /lists no processes/);
     assert.match(problemsOf(() => parseProcfile('web: x\n', 'Shop'))[0].message, /not a valid project name/);
+  });
+});
+
+describe('release phase', () => {
+  it('a Procfile release line is the release command, not a process', () => {
+    const m = parseProcfile('web: node server.js\nrelease: python manage.py migrate\n', 'shop');
+    assert.deepEqual(Object.keys(m.services), ['web']);
+    assert.equal(m.release, 'python manage.py migrate');
+  });
+
+  it('enjin.yaml release: is one command; anything else is refused at its line and column', () => {
+    const m = parseManifest('project: shop\nrelease: ./migrate.sh\nservices:\n  web: { command: node server.js }\n');
+    assert.equal(m.release, './migrate.sh');
+    assert.equal(parseManifest('project: shop\nservices:\n  web: { command: node server.js }\n').release, undefined);
+    assert.throws(() => parseManifest('project: shop\nrelease: [a, b]\nservices:\n  web: { command: node server.js }\n'), (err: EnjinError) => {
+      const d = err.details.find((x: ErrorDetail) => x.path === 'release');
+      return err.code === 'manifest_invalid' && d?.line === 2 && /must be one command/.test(d.message);
+    });
+  });
+});
+
+describe('volumes', () => {
+  it('applies project-wide volumes to every service; a service adds to them and wins on a name', () => {
+    const m = parseManifest(`project: shop
+volumes: { data: /data }
+services:
+  web:
+    command: node server.js
+    volumes: { uploads: /srv/uploads/, data: /var/data }
+  worker:
+    command: node worker.js
+`);
+    assert.deepEqual(m.volumes, { data: '/data' });
+    assert.deepEqual(m.services.web.volumes, { data: '/var/data', uploads: '/srv/uploads' });
+    assert.deepEqual(m.services.worker.volumes, { data: '/data' });
+  });
+
+  it('leaves services without volumes as they were', () => {
+    const m = parseManifest('project: a\nservices:\n  web: { command: x }\n');
+    assert.equal('volumes' in m.services.web, false);
+    assert.equal('volumes' in m, false);
+  });
+
+  it('reports bad names and paths with their line and column', () => {
+    assert.deepEqual(problems(`project: a
+volumes:
+  Data: /data
+  logs: relative/dir
+services:
+  web:
+    command: x
+    volumes:
+      ok: /
+      cache: [1]
+      dots: /a/../b
+`), [
+      '3:3 volumes.Data: is not a valid volume name: lower-case letters, digits and dashes, starting and ending with a letter or digit, at most 63 characters',
+      '4:9 volumes.logs: must be an absolute path, e.g. /data (got "relative/dir")',
+      '9:11 services.web.volumes.ok: cannot be / itself; name a directory, e.g. /data (got "/")',
+      '10:14 services.web.volumes.cache: must be the absolute path the volume is used at, e.g. /data (got a list)',
+      '11:13 services.web.volumes.dots: must not contain . or .. segments (got "/a/../b")',
+    ]);
+    hasProblem('project: a\nvolumes: /data\nservices:\n  web: { command: x }\n', /^volumes: must be a map of volume names/);
   });
 });

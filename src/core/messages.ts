@@ -1,5 +1,5 @@
 // The messages that cross the ring boundary on the bus: subjects and payload shapes, one place for both sides.
-import type { InstanceCurrent, InstanceDesiredState, NodeDisk } from './model.ts';
+import type { InstanceCurrent, InstanceDesiredState, NodeCapacity, NodeDisk, NodeRole, NodeVolume } from './model.ts';
 
 /** Bus subjects (NATS-style: dot-separated tokens; `*` matches one token, `>` the rest). */
 export const subjects = {
@@ -16,9 +16,82 @@ export const subjects = {
   routesRequest: 'enjin.routes.request',
   /** controller → router: requests (see RouterRequest) */
   routerRpc: (routerId: string) => `enjin.router.${routerId}.rpc`,
+  /** controller → one agent: DesiredStateUpdate (the instances that node should run) */
+  desired: (nodeId: string) => `enjin.desired.${nodeId}`,
+  /** agent → controller: DesiredResyncRequest, "send me a full desired state (seq 0)" */
+  desiredResync: 'enjin.desired.resync',
   /** anyone → controller: Notification (one-off events, beside state, never inside it) */
   notifications: 'enjin.notify',
+  /** agent → any controller (queue group 'controllers'): PackageChunkRequest, answered with PackageChunkReply */
+  packageChunk: 'enjin.packages.chunk',
+  /**
+   * a controller rebuilding an empty store from the nodes (`--recover-from-nodes`) → every agent: RecoveryCensus.
+   * Each agent answers by publishing its full node state at once, so the controller learns who is there.
+   */
+  census: 'enjin.recovery.census',
+  /** controller → one agent: PackageChunkRequest for a package that agent kept (recovery), answered with PackageChunkReply */
+  nodePackageChunk: (nodeId: string) => `enjin.agent.${nodeId}.packages.chunk`,
+  /** agent → controller: RunOutputMessage, the output, exit and keepalives of one one-off run (`enjin run`) */
+  runOutput: (nodeId: string, runId: string) => `enjin.agent.${nodeId}.run.${runId}.out`,
+  /** controller → agent: RunInputMessage, the stdin, resizes, signals and keepalives of one one-off run */
+  runInput: (nodeId: string, runId: string) => `enjin.agent.${nodeId}.run.${runId}.in`,
 } as const;
+
+/**
+ * A one-off process (`enjin run`) in a release's environment, as the agent is told to start it. Its output, exit and
+ * keepalives then travel on subjects.runOutput, its input on subjects.runInput.
+ */
+export interface OneOffRunSpec {
+  /** names the run's subjects and its cgroup: a token of a subject (no dots) */
+  runId: string;
+  project: string;
+  service: string;
+  /** the build to run in (prepared on this node): the release's build, with its paths */
+  version: VersionSpec;
+  /** a shell command line, run with `sh -c` as the app's user in the build's directory */
+  command: string;
+  /**
+   * when the user gave several words: those words, which the agent runs as they are (exec'd, so no shell stays in
+   * between to die of a signal the program handles); `command` is then their quoted form, for people
+   */
+  argv?: string[];
+  /** the release's environment for `service` (may hold secrets: never written to disk or logged) */
+  env: Record<string, string>;
+  /** a pseudo-terminal of this size and TERM; null: plain pipes */
+  tty: { rows: number; cols: number; term: string } | null;
+  /** the service's volumes (name → path), passed as ENJIN_VOLUME_<NAME> as to its instances; absent: none */
+  volumes?: Record<string, string>;
+  /** the project's workspace, which names its volumes' directories; absent: 'default' */
+  workspace?: string;
+}
+
+/** The most bytes one output or stdin chunk carries (base64 on the wire), well under NATS' default max payload. */
+export const RUN_CHUNK_MAX_BYTES = 64 * 1024;
+
+/**
+ * agent → controller. `output` and `exit` carry a seq (1, 2, …) so the controller sees order and loss; `exit` comes
+ * after every output chunk. `alive` (no seq) every few seconds while the process runs; `stdin-ack` says how many
+ * stdin bytes the process has taken in all (the controller stops reading its client ahead of that).
+ */
+export type RunOutputMessage =
+  | { kind: 'output'; seq: number; stream: 'stdout' | 'stderr'; data: string }
+  | { kind: 'exit'; seq: number; code: number | null; signal: string | null; exitCode: number; message?: string }
+  | { kind: 'alive' }
+  | { kind: 'stdin-ack'; bytes: number };
+
+/**
+ * controller → agent. `stdin` chunks carry a seq (1, 2, …); `eof` closes the process's stdin; `ack` says how many
+ * output bytes the controller has passed on in all (the agent stops reading the process's output ahead of that);
+ * `kill` ends the process and everything it started; `alive` every few seconds (the agent kills a run it stops hearing from).
+ */
+export type RunInputMessage =
+  | { kind: 'stdin'; seq: number; data: string }
+  | { kind: 'eof' }
+  | { kind: 'resize'; rows: number; cols: number }
+  | { kind: 'signal'; signal: 'SIGINT' | 'SIGTERM' | 'SIGHUP' | 'SIGQUIT' }
+  | { kind: 'ack'; bytes: number }
+  | { kind: 'kill' }
+  | { kind: 'alive' };
 
 /** What the agent needs to run one instance. Sent in `start`, persisted by the agent so it can restart it on its own. */
 export interface InstanceSpec {
@@ -26,8 +99,15 @@ export interface InstanceSpec {
   workspace: string;
   project: string;
   service: string;
+  /** the version (release) this instance runs: what it reports */
   versionId: string;
+  /**
+   * the version whose prepared directory it runs in (the build): a config change or rollback runs an earlier
+   * version's build; absent: versionId's own
+   */
+  buildId?: string;
   command: string;
+  /** manifest env, service env, the release's config, ENJIN_*: may hold secrets, never written to disk in plain text */
   env: Record<string, string>;
   /** allocate a port and pass it as PORT; gate readiness on it */
   listens: boolean;
@@ -37,20 +117,80 @@ export interface InstanceSpec {
   startTimeout: number;
   /** seconds between SIGTERM and SIGKILL */
   stopTimeout: number;
+  /** directories relative to the version put first on PATH (a builder's .venv/bin); absent from older controllers */
+  paths?: string[];
+  /** variables whose value is a path relative to the version, made absolute by the agent; absent from older controllers */
+  pathEnv?: Record<string, string>;
+  /** volumes (name → path) whose directories the agent makes and passes as ENJIN_VOLUME_<NAME>; absent: none */
+  volumes?: Record<string, string>;
 }
 
-/** What the agent needs to prepare a version on its node. */
+/**
+ * What the agent needs to prepare a build on its node. A build is named by the version that made it (`versionId`):
+ * versions that run an earlier build (config changes, rollbacks) are sent as that build's VersionSpec.
+ */
 export interface VersionSpec {
   versionId: string;
   project: string;
   sha256: string;
   size: number;
-  /** where to GET the tarball (controller API), with `Authorization: Bearer ${token}` */
-  url: string;
-  token: string;
   prepare: string[];
-  /** project env, available to prepare commands */
+  /** manifest env, available to prepare commands (config vars are not: a config change never needs a rebuild) */
   env: Record<string, string>;
+  /** the version's number (v3 → 3), kept by the agent so a controller recovering from the nodes can tell it; absent from older controllers */
+  number?: number;
+  /** the builder that made `prepare`, written first in the prepare log; with it, the agent writes the builders' scripts into the version */
+  build?: { builder: string; reason: string };
+  /** as InstanceSpec.paths and pathEnv, for the prepare commands */
+  paths?: string[];
+  pathEnv?: Record<string, string>;
+}
+
+/** One instance a node should run (or stop), with what it needs to prepare its version on its own. */
+export interface DesiredInstance {
+  spec: InstanceSpec;
+  version: VersionSpec;
+  desired: InstanceDesiredState;
+}
+
+/**
+ * State exchange (controller → agent), one stream per node. `incarnation` is random per controller run; seq 0 replaces
+ * the node's whole desired state, seq n+1 applies on top of seq n; an empty update every 15 s is a keepalive (it takes
+ * a seq, so a lost one is a gap). The agent stops an instance only when told `desired: 'stopped'`: an instance missing
+ * from a full update or listed in `removed` keeps running.
+ */
+export interface DesiredStateUpdate {
+  incarnation: string;
+  seq: number;
+  instances: DesiredInstance[];
+  /** instance ids the controller no longer has a row for (seq > 0 only); never a reason to stop anything */
+  removed: string[];
+}
+
+/** agent → controller on `desiredResync`: at start, on a gap, on a new incarnation, after a bus reconnect */
+export interface DesiredResyncRequest {
+  nodeId: string;
+}
+
+/**
+ * The most package bytes one chunk request may ask for: base64 makes 256 KiB about 342 KiB on the wire, well under
+ * NATS' default 1 MB max payload once signed and enveloped.
+ */
+export const PACKAGE_CHUNK_MAX_BYTES = 256 * 1024;
+
+/** Agent → controllers: `length` bytes (at most PACKAGE_CHUNK_MAX_BYTES) of the package `sha256` from `offset`. */
+export interface PackageChunkRequest {
+  sha256: string;
+  offset: number;
+  length: number;
+}
+
+/** The bytes asked for (fewer only at the end of the package), base64, with the package's total size. */
+export interface PackageChunkReply {
+  sha256: string;
+  offset: number;
+  size: number;
+  data: string;
 }
 
 export type AgentRequest =
@@ -67,7 +207,19 @@ export type AgentRequest =
   /** kill the running prepare commands of a version (its deploy was aborted); the version stays unprepared */
   | { op: 'cancel-prepare'; versionId: string }
   /** drop unpacked versions not in `keep` and not used by any instance */
-  | { op: 'gc'; keep: string[] };
+  | { op: 'gc'; keep: string[] }
+  /** run a prepared build's release command once (a release phase) with the release's `env` (its config); replies with its output */
+  | { op: 'release'; version: VersionSpec; command: string; env?: Record<string, string>; volumes?: Record<string, string>; workspace?: string }
+  /** the volumes this node holds, their sizes measured now */
+  | { op: 'volumes' }
+  /** remove a project's volume directories (all of them, or those named) for good: `enjin destroy --volumes` */
+  | { op: 'drop-volumes'; workspace: string; project: string; names?: string[] }
+  /** what this node holds, for a controller rebuilding its store from the nodes */
+  | { op: 'inventory' }
+  /** the manifest file (enjin.yaml or Procfile) of a version unpacked here, for a version whose package was not kept */
+  | { op: 'version-manifest'; versionId: string }
+  /** start a one-off process (`enjin run`) in a prepared build; replies once it runs, then talks on its run subjects */
+  | { op: 'run'; run: OneOffRunSpec };
 
 export type AgentReply =
   | { op: 'prepare'; ok: true; log: string }
@@ -76,7 +228,42 @@ export type AgentReply =
   | { op: 'logs'; ok: true; data: string; offset: number; size: number }
   | { op: 'prepare-log'; ok: true; log: string; offset: number }
   | { op: 'cancel-prepare'; ok: true; cancelled: boolean }
-  | { op: 'gc'; ok: true; removed: string[] };
+  | { op: 'gc'; ok: true; removed: string[] }
+  | { op: 'release'; ok: true; log: string }
+  | { op: 'volumes'; ok: true; volumes: NodeVolume[] }
+  | { op: 'drop-volumes'; ok: true; removed: NodeVolume[] }
+  | { op: 'inventory'; ok: true; inventory: NodeInventory }
+  | { op: 'version-manifest'; ok: true; file: string; text: string }
+  | { op: 'run'; ok: true; pid: number };
+
+/** A controller on an empty store asks every agent to show itself (`subjects.census`). */
+export interface RecoveryCensus {
+  controllerId: string;
+}
+
+/** What one node holds: enough for a controller on an empty store to rebuild projects, versions and placements. */
+export interface NodeInventory {
+  node: NodeInfo & { roles: NodeRole[]; compartment: string | null };
+  /** the desired state the agent keeps on disk (its DesiredInstance rows, running and stopped) */
+  desired: DesiredInstance[];
+  /** versions unpacked and prepared on this node */
+  versions: KeptVersion[];
+}
+
+/** A version prepared on a node. */
+export interface KeptVersion {
+  versionId: string;
+  /** the project it belongs to, as the agent was told (null from a marker an older agent wrote) */
+  project: string | null;
+  sha256: string;
+  /** the package's size in bytes; null when the package was not kept */
+  size: number | null;
+  /** the version number, when the agent was told it */
+  number: number | null;
+  preparedAt: string;
+  /** the verified package file is kept: it can be fetched from this node on subjects.nodePackageChunk */
+  packageKept: boolean;
+}
 
 /** One instance as the agent sees it. */
 export interface InstanceReport {
@@ -97,6 +284,10 @@ export interface NodeInfo {
   labels: Record<string, string>;
   /** free space for versions and logs; optional, so older agents and controllers still understand each other */
   disk?: NodeDisk;
+  /** what the node offers (cpus, memory, ports of its range); optional for the same reason */
+  capacity?: NodeCapacity;
+  /** the volume directories the node holds (sizes measured now and then, not for every report); optional as above */
+  volumes?: NodeVolume[];
 }
 
 /**
@@ -144,6 +335,12 @@ export interface RouteTableUpdate {
   /** lower-case hostname or `*.suffix` → service key */
   hosts: Record<string, string>;
   services: Record<string, RouteService>;
+  /**
+   * A router holding a non-empty table refuses an empty one from a new incarnation (a controller on an empty or
+   * restored store) unless this is true: set once the publishing controller run has published a non-empty table, or
+   * by an operator's explicit action.
+   */
+  allowEmpty?: boolean;
 }
 
 export type RouterRequest =
@@ -157,6 +354,8 @@ export interface RouterInflightReply {
   incarnation: string;
   seq: number;
   counts: Record<string, number>;
+  /** the incarnation of an empty table the router refused to apply (see RouteTableUpdate.allowEmpty) */
+  held?: string;
 }
 
 export interface ServiceStats {
@@ -177,6 +376,8 @@ export interface RouterStatsReply {
   services: Record<string, ServiceStats>;
   /** requests for hosts not in the table */
   unknownHost: number;
+  /** as RouterInflightReply.held */
+  held?: string;
 }
 
 export interface Notification {

@@ -18,6 +18,11 @@ export interface ServiceSpec {
   stopTimeout: number;
   /** how long the router waits on the service's instances; absent: the router's defaults (5 / 60 / 300 s) */
   timeouts?: ServiceTimeouts;
+  /**
+   * volumes the service's processes use, name → the path they are mounted at (project-wide ones merged in, the
+   * service's own winning); absent: none. The directory itself is on the node: see core/volumes.ts.
+   */
+  volumes?: Record<string, string>;
 }
 
 /** Seconds: to connect to an instance, for its response headers, and between two chunks of its response body. */
@@ -40,6 +45,28 @@ export interface Manifest {
   prepare: string[];
   env: Record<string, string>;
   services: Record<string, ServiceSpec>;
+  /** the builder that made `prepare` (absent: none ran; the manifest's own prepare, or nothing to build) */
+  build?: BuildRecord;
+  /** where the processes came from when not from enjin.yaml: a Procfile, or the builder's default web command */
+  processesFrom?: 'Procfile' | 'builder';
+  /**
+   * Run once per deploy of this version, after its build and before any instance starts, on one node (database
+   * migrations): from `release:` in enjin.yaml or a Procfile. A failure fails the deploy and nothing changes.
+   */
+  release?: string;
+  /** the project-wide `volumes:` as written (already merged into each service's `volumes`); absent: none */
+  volumes?: Record<string, string>;
+}
+
+/** Which builder prepared a version, why, and what its processes need in their environment. */
+export interface BuildRecord {
+  builder: string;
+  /** for people: what was found and what that means, e.g. "package.json found, package-lock.json → npm ci" */
+  reason: string;
+  /** directories relative to the version put first on PATH for its processes (prepare commands and instances) */
+  paths: string[];
+  /** variables whose value is a path relative to the version, made absolute by the agent (VIRTUAL_ENV: .venv) */
+  pathEnv: Record<string, string>;
 }
 
 export interface Workspace {
@@ -61,11 +88,20 @@ export interface Project {
   routedVersionId: string | null;
   /** desired: per-service instance counts set by `enjin scale`, overriding the manifest */
   scale: Record<string, number>;
+  /**
+   * Config set before the project's first release, which that release takes; once it has a release, the current
+   * version's config is the project's and a change makes a new release.
+   */
+  config?: ConfigVars;
   createdAt: string;
   updatedAt: string;
 }
 
-/** An immutable, content-addressed package plus its manifest. */
+/**
+ * A release, as people call it (`enjin releases`): a build (a content-addressed package, its manifest, and what its
+ * prepare made of it on each node) plus the config its processes run with. A deploy makes a version with a build of
+ * its own; a config change or a rollback makes one that runs an earlier version's build, so nothing is built again.
+ */
 export interface Version {
   id: string;
   projectId: string;
@@ -76,6 +112,31 @@ export interface Version {
   size: number;
   manifest: Manifest;
   createdAt: string;
+  /** the version whose build (unpacked, prepared directory on each node) this one runs; absent: its own */
+  buildId?: string;
+  /** config vars (secrets included) its processes get; absent: none. Kept encrypted in the store. */
+  config?: ConfigVars;
+  /** why this release exists, for `enjin releases`; absent for versions made before releases were recorded */
+  cause?: ReleaseCause;
+}
+
+/** Config vars of a project: `project` for every service, `services[name]` over them for one service. */
+export interface ConfigVars {
+  project: Record<string, string>;
+  services: Record<string, Record<string, string>>;
+}
+
+/** What made a release, and who. */
+export interface ReleaseCause {
+  kind: 'deploy' | 'config' | 'rollback';
+  /** for people: "deploy abc1234 Fix login", "set DATABASE_URL, SECRET (web)", "rollback to v3" */
+  description: string;
+  /** the token's name that asked for it */
+  by: string;
+  /** a deploy from a git checkout: its commit and subject line */
+  git?: { commit: string; message: string };
+  /** a rollback: the version it went back to */
+  rollbackTo?: number;
 }
 
 export type InstanceDesiredState = 'running' | 'stopped';
@@ -100,7 +161,8 @@ export interface InstanceCurrent {
   host: string | null;
   port: number | null;
   restarts: number;
-  lastExit: { code: number | null; signal: string | null; at: string } | null;
+  /** how the last run ended: exit code or signal (both null: it ended unseen, while no agent ran), and when */
+  lastExit: { code: number | null; signal: string | null; at: string; oomKilled?: boolean } | null;
   message: string | null;
   /** when the agent last reported it */
   reportedAt: string;
@@ -120,18 +182,55 @@ export interface Instance {
   current: InstanceCurrent | null;
 }
 
+/** What a node does for the cluster: run instances (an agent), carry traffic (a router), or both. */
+export type NodeRole = 'agent' | 'router';
+
 export interface Node {
   id: string;
   name: string;
   /** address routers use to reach instances on this node */
   address: string;
   labels: Record<string, string>;
-  /** current */
+  /** current: 'down' once its keepalives stop (or until it speaks after a controller start) */
   status: 'ready' | 'down';
+  /** desired, set by the operator: a draining node gets nothing new and its instances move elsewhere */
+  draining: boolean;
+  roles: NodeRole[];
+  /** where the node sits in the locality tree, e.g. dc1/rack-a; null: not said */
+  compartment: string | null;
+  /**
+   * The Ed25519 public key admitted when the node joined (base64 of its SPKI DER form): every message the node sends
+   * is signed with it. null for a node that never joined with a token (the embedded node of `enjin up`).
+   */
+  publicKey: string | null;
   lastSeenAt: string | null;
   createdAt: string;
   /** current: the disk holding the node's versions and logs, as its agent last reported it (absent from older agents) */
   disk?: NodeDisk | null;
+  /** current: what the node offers, as its agent last reported it */
+  capacity?: NodeCapacity | null;
+  /** current: the volumes the node holds, as its agent last reported them (absent: not reported yet, or an older agent) */
+  volumes?: NodeVolume[] | null;
+}
+
+/** A volume directory a node holds: a project's data that outlives its versions. */
+export interface NodeVolume {
+  workspace: string;
+  project: string;
+  name: string;
+  /** the directory on the node */
+  dir: string;
+  /** bytes of the files in it, as last measured (null: not measured yet) */
+  sizeBytes: number | null;
+  measuredAt: string | null;
+}
+
+/** What a node offers to instances. */
+export interface NodeCapacity {
+  cpus: number;
+  memoryBytes: number;
+  /** ports in the agent's --port-range */
+  ports: number;
 }
 
 /** Free space where a node keeps versions and logs. */

@@ -14,6 +14,7 @@ export function parseProcfile(text: string, project: string, file = PROCFILE): M
   if (!NAME_PATTERN.test(project)) problem(0, 0, `project: "${project}" is not a valid project name: ${NAME_RULE}`, 'project');
 
   const services: Record<string, ServiceSpec> = {};
+  let release: string | undefined;
   const seen = new Map<string, number>();
   let content = 0;
   const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
@@ -54,6 +55,11 @@ export function parseProcfile(text: string, project: string, file = PROCFILE): M
       problem(n, commandColumn, `"${name}" has no command after the colon`, name);
       return;
     }
+    // Heroku's release phase: a command run once per deploy before instances start, not a process that keeps running.
+    if (name === 'release') {
+      release = command;
+      return;
+    }
     // Only `web` gets a port (and later a generated hostname), as on Heroku.
     services[name] = {
       name,
@@ -68,5 +74,5 @@ export function parseProcfile(text: string, project: string, file = PROCFILE): M
   });
   if (content === 0) problem(1, 1, 'lists no processes; add a line such as "web: node server.js"');
   if (problems.length) throw manifestInvalid(file, problems);
-  return { project, prepare: [], env: {}, services };
+  return { project, prepare: [], env: {}, services, ...(release ? { release } : {}) };
 }
