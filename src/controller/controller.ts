@@ -1,26 +1,40 @@
-// The controller: the only writer of desired state. Holds the working set in memory, turns reconciler plans into job
-// trees through one serialized applier, folds node reports into current state, and publishes routes.
+// The controller: the only writer of desired state. Holds the working set in memory, hands desired-state changes to the
+// one serialized applier (project-changes.ts), folds node reports into current state, and publishes routes.
 import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Bus } from '../bus/bus.ts';
-import { conflict, notFound } from '../core/errors.ts';
+import type { Bus, Subscription } from '../bus/bus.ts';
+import { EnjinError, notFound } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
 import type { Instance, Job, Project, Version } from '../core/model.ts';
 import { subjects, type Notification } from '../core/messages.ts';
 import type { Store } from '../store/store.ts';
 import { NodeStateReceiver } from '../sync/node-state.ts';
+import { DesiredStatePublisher } from '../sync/desired-publisher.ts';
+import { desiredInstancesFor } from './jobs/specs.ts';
 import { JobEngine } from './jobs/engine.ts';
 import { JobIndex } from './jobs/job-index.ts';
-import { buildTree, jobActions, type ActionHost } from './jobs/actions.ts';
-import { isEmptyPlan, reconcile, type Plan } from './reconcile/reconcile.ts';
+import { jobActions, type ActionHost } from './jobs/actions.ts';
 import { buildRouteTable } from './routes/build.ts';
-import { hostnameClashes } from './hostnames.ts';
 import { RoutePublisher } from './routes/publisher.ts';
 import { NodeReportIntake } from './node-reports.ts';
 import { ControllerState } from './state.ts';
-import { PackageStore } from './packages.ts';
+import { DiskPackageStore, type PackageStore } from './packages.ts';
+import { DatabasePackageStore, importDiskPackages } from './database-packages.ts';
+import { servePackageChunks } from '../sync/package-chunks.ts';
 import { TokenAuth } from './auth/tokens.ts';
+import { Admission, type NatsForNodes } from './admission.ts';
+import { DEFAULT_NODE_DOWN_AFTER_MS, NodeLifecycle, type NodeChange } from './nodes.ts';
 import { componentLogger } from '../log/logger.ts';
+import { Leadership } from './leadership.ts';
+import { WriteBehindStore } from '../store/write-behind.ts';
+import { DESIRED_CHANGED_SUBJECT, FollowerSync } from './follower-sync.ts';
+import { ProjectChanges, type TreeKind } from './project-changes.ts';
+import { configRelease, rollbackRelease, type ConfigChange, type ReleaseMeta } from './releases.ts';
+import { LeaderTurns, type LeaderDuty } from './leader-turns.ts';
+import { EventLog } from './events.ts';
+import { OneOffRuns } from './one-off-runs.ts';
+
+export type { LeaderDuty, TreeKind };
 
 const log = componentLogger('controller');
 
@@ -34,20 +48,34 @@ export interface ControllerOptions {
   reconcileIntervalMs?: number;
   /** how long a stop waits for routers to drain requests to an instance, ms */
   drainTimeoutMs?: number;
+  /** what joining nodes are told about the bus; absent: nodes cannot join (`enjin up`) */
+  natsForNodes?: NatsForNodes;
+  /** how often nodes hear from the desired-state publisher when nothing changes, ms (default 15000) */
+  desiredKeepaliveMs?: number;
+  /** a node whose state exchange is silent this long is down and its instances are replaced (default 30 s) */
+  nodeDownAfterMs?: number;
+  /** events older than this are forgotten (default 7 days) */
+  eventRetentionMs?: number;
+  /** the clock node-down timing and failure backoff read, ms; tests move it (default Date.now) */
+  now?: () => number;
+  /** this controller's id in the `controllers` table (several controllers share one PostgreSQL); default: a new one */
+  controllerId?: string;
+  /** how often a follower reloads desired state from the store, ms */
+  followerReloadMs?: number;
+  /** nothing is sent to a node about what to run while this says so, from the very start (a recovery sets it) */
+  holdDesired?: (nodeId: string) => boolean;
 }
-
-export type TreeKind = 'deploy' | 'rollback' | 'scale' | 'reconcile' | 'revert' | 'destroy';
-
-const NODE_DOWN_AFTER_MS = 45_000;
-/** unpacked versions each node keeps per project beyond the ones in use */
-const KEEP_PREPARED_VERSIONS = 3;
-const FAILURE_BACKOFF_MS = [15_000, 30_000, 60_000, 120_000, 300_000, 600_000];
 
 export class Controller implements ActionHost {
   readonly state: ControllerState;
-  readonly store: Store;
+  /** the store as the controller writes it: supervision rows behind (queued through an outage), desired state now */
+  readonly store: WriteBehindStore;
+  /** who leads among the controllers on this store (the embedded store: always this one) */
+  readonly leadership: Leadership;
   readonly bus: Bus;
   readonly jobs: JobEngine;
+  /** one-off processes (`enjin run`), each a job tree joined to its client's connection */
+  readonly runs: OneOffRuns;
   /** what `GET /v1/jobs` pages through: the newest jobs in memory */
   readonly jobIndex: JobIndex;
   readonly routes: RoutePublisher;
@@ -55,42 +83,108 @@ export class Controller implements ActionHost {
   readonly domain: string;
   readonly drainTimeoutMs: number;
   readonly auth: TokenAuth;
-  /** base URL agents fetch packages from; set once the API listens */
+  /** join tokens and joins: how nodes and their keys are admitted */
+  readonly admission: Admission;
+  /** the API's base URL (for the credentials file); set once the API listens */
   apiUrl = '';
+  /**
+   * The port clients reach the routers on, for the URLs shown to users: `enjin up` sets its router's. null in a
+   * cluster, where routers sit behind whatever the operator puts in front of them (DNS, a load balancer on 80/443).
+   */
+  routerPort: number | null = null;
   /** set by whoever composes the process once every local component is up (GET /healthz) */
   ready = false;
+  /** while it says so, nothing is sent to the node about what to run (a recovery reads what the node keeps first) */
+  holdDesired: ((nodeId: string) => boolean) | null = null;
+  /** a rebuild of the store from the nodes (`--recover-from-nodes`), while one runs; writes wait for its first pass */
+  recovery: { blocksWrites(): boolean; status(): unknown } | null = null;
   private readonly receiver: NodeStateReceiver;
-  private applying: Promise<unknown> = Promise.resolve();
-  /** project id → root job id of the tree working on it: one tree per project at a time */
-  private readonly busy = new Map<string, string>();
-  private readonly backoff = new Map<string, { until: number; failures: number }>();
-  private readonly destroying = new Set<string>();
-  private loop: NodeJS.Timeout | null = null;
+  /** tells each node what to run; started and stopped with leadership */
+  readonly desired: DesiredStatePublisher;
+  /** the one serialized applier: desired-state changes become job trees there, one at a time */
+  private readonly changes: ProjectChanges;
+  private packageChunks: Subscription | null = null;
   private readonly reconcileIntervalMs: number;
   readonly notifications: Notification[] = [];
+  readonly events: EventLog;
+  /** the controller's clock, ms */
+  readonly now: () => number;
+  /** nodes going down, drained, activated and removed */
+  readonly nodeLifecycle: NodeLifecycle;
+  private readonly followerSync: FollowerSync;
+  /** taking over and stepping down, one at a time */
+  private readonly turns: LeaderTurns;
 
   private constructor(opts: ControllerOptions, state: ControllerState) {
-    this.store = opts.store;
+    this.store = opts.store instanceof WriteBehindStore ? opts.store : new WriteBehindStore(opts.store);
+    // Followers reload at once when the leader says desired state changed, rather than at their next poll.
+    this.store.onDesiredWrite = () => { if (this.leadership.leading) this.bus.publish(DESIRED_CHANGED_SUBJECT, { from: this.leadership.id }); };
     this.bus = opts.bus;
-    this.auth = new TokenAuth(opts.store);
+    this.holdDesired = opts.holdDesired ?? null;
+    this.auth = new TokenAuth(this.store);
+    this.admission = new Admission({
+      store: this.store, state, nats: opts.natsForNodes ?? null,
+      leadership: () => ({ leading: this.leadership.leading, leader: this.leadership.leader() }),
+    });
     this.state = state;
     this.domain = opts.domain;
     this.drainTimeoutMs = opts.drainTimeoutMs ?? 10_000;
     this.reconcileIntervalMs = opts.reconcileIntervalMs ?? 5_000;
-    this.packages = new PackageStore(join(opts.dataDir, 'packages'));
-    this.jobs = new JobEngine({ store: this.store, actions: jobActions(this), onTreeFinished: (root, jobs) => this.treeFinished(root, jobs) });
+    this.now = opts.now ?? Date.now;
+    this.packages = packageStoreFor(opts.store, opts.dataDir);
+    // A one-off run changes no desired state: how it ends is no failure of the project's (no backoff, no revert).
+    this.runs = new OneOffRuns(this);
+    this.jobs = new JobEngine({ store: this.store, actions: { ...jobActions(this), ...this.runs.actions }, onTreeFinished: (root, jobs) => (root.kind === 'run' ? undefined : this.changes.treeFinished(root, jobs)) });
+    this.changes = new ProjectChanges({
+      state, store: this.store, bus: this.bus, jobs: this.jobs, packages: this.packages, domain: this.domain, actions: this,
+      now: () => this.now(), saveProject: (p) => this.saveProject(p), defaultWorkspace: () => this.defaultWorkspace(),
+      leaderDutiesRunning: () => this.turns.dutiesRunning, notify: (n) => this.notify(n),
+    });
     this.jobIndex = new JobIndex(this.store, this.jobs.events);
+    this.events = new EventLog({ store: this.store, leading: () => this.leadership.leading, retentionMs: opts.eventRetentionMs, now: () => this.now() });
     this.routes = new RoutePublisher(this.bus, () =>
       buildRouteTable({
         workspaces: this.state.workspaces,
         projects: this.state.projects.values(),
         versions: this.state.versions,
         instancesOf: (id) => this.state.instancesOf(id),
+        nodes: this.state.nodes,
         domain: this.domain,
       }),
     );
-    const intake = new NodeReportIntake({ state: this.state, store: this.store, bus: this.bus, notify: (n) => this.notify(n), persistInstance: (i) => this.persistInstance(i), routesChanged: () => this.routes.refresh() });
+    const intake = new NodeReportIntake({ state: this.state, store: this.store, bus: this.bus, notify: (n) => this.notify(n), persistInstance: (i) => this.persistInstance(i), routesChanged: () => this.routes.refresh(), now: this.now, decidesUnknown: () => this.leadership.leading });
+    this.nodeLifecycle = new NodeLifecycle({
+      state: this.state, store: this.store, notify: (n) => this.notify(n), refreshRoutes: () => this.routes.refresh(),
+      converge: (p, kind, title) => this.converge(p, kind, title), now: this.now, nodeDownAfterMs: opts.nodeDownAfterMs ?? DEFAULT_NODE_DOWN_AFTER_MS,
+    });
     this.receiver = new NodeStateReceiver(this.bus, { full: (u) => intake.apply(u, true), delta: (u) => intake.apply(u, false) });
+    this.desired = new DesiredStatePublisher(this.bus, {
+      desiredFor: (nodeId) => desiredInstancesFor(this, nodeId),
+      nodeIds: () => this.state.nodes.keys(),
+      keepaliveMs: opts.desiredKeepaliveMs,
+      // signed buses name the verified sender: a node asks for its own desired state only
+      checkSender: (nodeId, sender) => sender === null || sender === nodeId,
+      hold: (nodeId) => this.holdDesired?.(nodeId) ?? false,
+    });
+    this.state.onInstanceChange((_id, now, before) => {
+      for (const nodeId of new Set([now?.nodeId, before?.nodeId])) if (nodeId) this.desired.changed(nodeId);
+    });
+    this.followerSync = new FollowerSync(this.store, this.bus, this.state, opts.followerReloadMs, this.jobs.events);
+    this.turns = new LeaderTurns({
+      state, store: this.store, jobs: this.jobs, routes: this.routes, nodeLifecycle: this.nodeLifecycle, followerSync: this.followerSync,
+      reconcileIntervalMs: this.reconcileIntervalMs, id: () => this.leadership.id, requestResync: (id) => this.receiver.requestResync(id),
+      tick: () => this.tick(), forgetTrees: () => this.changes.forgetTrees(),
+    });
+    this.leadership = new Leadership({
+      id: opts.controllerId ?? newId('ctl'),
+      apiUrl: () => this.apiUrl,
+      store: this.store,
+      lock: this.store.openLeaderLock?.() ?? null,
+      onBecomeLeader: (previous) => this.turns.inTurn(() => this.turns.lead(previous)),
+      onStepDown: (reason) => this.turns.inTurn(() => this.turns.follow(reason)),
+    });
+    // With other controllers possible, this one writes nothing until it holds the lock.
+    if (this.store.openLeaderLock) this.store.setFollower(true);
   }
 
   static async start(opts: ControllerOptions): Promise<Controller> {
@@ -99,33 +193,49 @@ export class Controller implements ActionHost {
     chmodSync(opts.dataDir, 0o700);
     const snapshot = await opts.store.load();
     const c = new Controller(opts, new ControllerState(snapshot));
-    if (!c.state.workspaceByName('default')) {
-      const ws = { id: newId('ws'), name: 'default', createdAt: new Date().toISOString() };
-      await c.store.insertWorkspace(ws);
-      c.state.workspaces.set(ws.id, ws);
-    }
-    // Nodes are 'down' until they speak again; their reports will bring them back.
-    for (const n of c.state.nodes.values()) n.status = 'down';
+    await c.auth.start();
     c.receiver.start();
-    c.routes.start();
     c.bus.subscribe(subjects.notifications, (m) => c.notify(m.data as Notification));
-    await c.jobs.recover(snapshot.unfinishedJobs);
+    // A bus outage silences every node at once: that is no reason to call them down. When it is back, each node is
+    // asked for its full state (agents also resync on their own reconnect).
+    c.bus.onStatus((status) => {
+      if (status === 'disconnected') {
+        log.warn('lost the bus: nodes are not judged by their silence until it is back');
+        c.nodeLifecycle.busLost();
+        return;
+      }
+      log.info('the bus is back: asking every node for its full state');
+      c.nodeLifecycle.busBack();
+      if (c.leadership.leading) for (const n of c.state.nodes.values()) c.receiver.requestResync(n.id);
+    });
+    // Packages an earlier controller kept on its disk move into PostgreSQL before any agent asks for them.
+    if (c.packages instanceof DatabasePackageStore) await importDiskPackages(join(opts.dataDir, 'packages'), c.packages);
+    // Serving packages is a read: followers answer too.
+    c.packageChunks = servePackageChunks(c.bus, c.packages);
+    // The desired-state publisher runs only while leading, with a new incarnation each time.
+    await c.whileLeading({ start: () => c.desired.start(), stop: () => c.desired.stop() });
+    await c.whileLeading({ start: () => c.events.startPruning(), stop: () => c.events.stopPruning() });
     await c.jobIndex.load();
-    c.loop = setInterval(() => void c.tick(), c.reconcileIntervalMs);
-    c.loop.unref();
+    // Leads at once if the lock is free (always, on the embedded store); otherwise follows and keeps trying.
+    await c.leadership.start();
+    if (!c.leadership.leading) await c.turns.inTurn(() => c.turns.follow('another controller leads'));
     return c;
   }
 
   async stop(): Promise<void> {
-    if (this.loop) clearInterval(this.loop);
+    this.followerSync.stop();
+    await this.turns.stopDuties();
+    await this.leadership.stop();
+    this.auth.stop();
+    this.packageChunks?.unsubscribe();
     this.receiver.stop();
-    this.routes.stop();
     await this.jobs.stop();
+    await this.store.stop();
   }
 
-  /** the token agents present to download packages (see TokenAuth) */
-  get nodeToken(): string {
-    return this.auth.nodeToken;
+  /** Registers something only the leader runs: started now if this controller leads, and on every takeover. */
+  whileLeading(duty: LeaderDuty): Promise<void> {
+    return this.turns.whileLeading(duty);
   }
 
   // --- lookups ---
@@ -136,7 +246,7 @@ export class Controller implements ActionHost {
 
   project(name: string): Project {
     const p = this.state.projectByName(this.defaultWorkspace().id, name);
-    if (!p || this.destroying.has(p.id)) throw notFound(`project ${name}`, 'list projects with `enjin projects`');
+    if (!p || this.changes.isDestroying(p.id)) throw notFound(`project ${name}`, 'list projects with `enjin projects`');
     return p;
   }
 
@@ -148,177 +258,60 @@ export class Controller implements ActionHost {
     return v;
   }
 
-  // --- desired state changes: each one ends in a job tree (or nothing to do) ---
+  // --- desired state changes: each one ends in a job tree (or nothing to do); see project-changes.ts ---
 
   /**
-   * Makes `version` the project's desired version and starts the tree that rolls it out. Throws before changing
-   * anything if the project already has a tree running.
+   * `enjin config set/unset`: a new release of the current build with the changed config, rolled out like a deploy
+   * but with nothing built; before the first release, the config is kept for it.
    */
-  async release(project: Project, version: Version, kind: 'deploy' | 'rollback'): Promise<Job | null> {
-    return this.serialized(async () => {
-      this.assertIdle(project);
-      const previous = project.currentVersionId;
-      const next = { ...project, currentVersionId: version.id };
-      // Plan before saving: if no plan can be made (no ready node), the request fails and nothing has changed.
-      const plan = this.plan(next);
-      if (previous === version.id && isEmptyPlan(plan)) return null;
-      await this.saveProject(next);
-      this.backoff.delete(project.id);
-      const title = `${kind} ${project.name} v${version.number}`;
-      return this.startPlan(this.state.projects.get(project.id)!, plan, kind, title, { previousVersionId: previous, targetVersionId: version.id });
-    });
+  changeConfig(project: Project, change: ConfigChange, meta: ReleaseMeta): Promise<{ version: Version | null; job: Job | null }> {
+    return this.changes.releaseBuild(project, 'config', configRelease(this.state, change, meta));
+  }
+  /**
+   * `enjin rollback [vN]`: a new release with vN's build and config (default: the release before the current one).
+   * Nothing is built; nodes that kept vN's build start at once.
+   */
+  rollback(project: Project, ref: string | number | undefined, meta: ReleaseMeta): Promise<{ version: Version | null; job: Job | null }> {
+    return this.changes.releaseBuild(project, 'rollback', rollbackRelease(this.state, (p) => this.versionOf(p, ref), ref === undefined, meta));
   }
 
-  async scale(project: Project, changes: Record<string, number>): Promise<Job | null> {
-    return this.serialized(async () => {
-      this.assertIdle(project);
-      const next = { ...project, scale: { ...project.scale, ...changes } };
-      const plan = this.plan(next);
-      await this.saveProject(next);
-      this.backoff.delete(project.id);
-      const summary = Object.entries(changes).map(([s, n]) => `${s}=${n}`).join(' ');
-      return this.startPlan(this.state.projects.get(project.id)!, plan, 'scale', `scale ${project.name} ${summary}`, {});
-    });
-  }
-
-  async destroy(project: Project): Promise<Job> {
-    return this.serialized(async () => {
-      this.assertIdle(project);
-      this.destroying.add(project.id);
-      const plan = reconcile({ ...this.reconcileInput(project), project: null });
-      const tree = buildTree(this, project, plan, 'destroy', `destroy ${project.name}`, {});
-      return this.startTree(project, tree);
-    });
-  }
-
-  /** Called by the reconcile loop and after trees end: closes any gap between desired and current. */
-  async converge(project: Project, kind: TreeKind, title: string): Promise<Job | null> {
-    return this.serialized(async () => {
-      if (this.busy.has(project.id) || !this.state.projects.has(project.id) || this.destroying.has(project.id)) return null;
-      return this.applyPlan(project, kind, title, {});
-    });
-  }
-
-  private plan(project: Project): Plan {
-    return reconcile(this.reconcileInput(project));
-  }
-
-  /** `version`: the project's version when it is not in the state yet (a deploy being decided). */
-  private reconcileInput(project: Project, version?: Version) {
-    return {
-      project,
-      projectId: project.id,
-      version: version ?? (project.currentVersionId ? this.state.versions.get(project.currentVersionId) ?? null : null),
-      instances: this.state.instancesOf(project.id),
-      nodes: [...this.state.nodes.values()],
-      instancesOnNode: (id: string) => this.state.instancesOnNode(id),
-      newInstanceId: () => newId('inst'),
-    };
-  }
-
-  private async applyPlan(project: Project, kind: TreeKind, title: string, params: Record<string, unknown>): Promise<Job | null> {
-    return this.startPlan(project, this.plan(project), kind, title, params);
-  }
-
-  private async startPlan(project: Project, plan: Plan, kind: TreeKind, title: string, params: Record<string, unknown>): Promise<Job | null> {
-    if (isEmptyPlan(plan)) {
-      if ((kind === 'deploy' || kind === 'rollback') && project.routedVersionId !== project.currentVersionId) {
-        // Nothing to start or stop (e.g. every service scaled to 0): the release still happened.
-        await this.saveProject({ ...project, routedVersionId: project.currentVersionId });
-      }
-      return null;
-    }
-    return this.startTree(project, buildTree(this, project, plan, kind, title, params));
-  }
-
-  private async startTree(project: Project, tree: Parameters<JobEngine['start']>[0]): Promise<Job> {
-    const root = await this.jobs.start(tree);
-    this.busy.set(project.id, root.id);
-    return root;
-  }
-
-  private assertIdle(project: Project): void {
-    const running = this.busy.get(project.id);
-    if (running) {
-      throw conflict('project_busy', `${project.name} has job ${running} running; wait for it (\`enjin jobs show ${running}\`) or abort it (\`enjin jobs abort ${running}\`)`);
-    }
-  }
-
-  /** The one applier: plans are computed and turned into trees one at a time, so two plans never race. */
-  private serialized<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.applying.then(fn, fn);
-    // The caller gets the failure through `run`; the chain only needs to know the turn is over.
-    this.applying = run.then(() => undefined, () => undefined);
-    return run;
-  }
-
-  private async treeFinished(root: Job, jobs: Job[]): Promise<void> {
-    const projectId = root.params.projectId as string | undefined;
-    if (!projectId) return;
-    if (this.busy.get(projectId) === root.id) this.busy.delete(projectId);
-    const project = this.state.projects.get(projectId);
-    if (root.kind === 'destroy') {
-      if (root.state !== 'succeeded') this.destroying.delete(projectId);
-      return;
-    }
-    if (!project) return;
-    if (root.state === 'succeeded') {
-      this.backoff.delete(projectId);
-      this.collectVersions();
-      return;
-    }
-    const b = this.backoff.get(projectId) ?? { until: 0, failures: 0 };
-    b.failures++;
-    b.until = Date.now() + FAILURE_BACKOFF_MS[Math.min(b.failures - 1, FAILURE_BACKOFF_MS.length - 1)];
-    this.backoff.set(projectId, b);
-    const switched = jobs.some((j) => j.kind === 'switch-routes' && j.state === 'succeeded');
-    const target = root.params.targetVersionId as string | undefined;
-    if ((root.kind === 'deploy' || root.kind === 'rollback') && !switched && project.currentVersionId === target) {
-      // The new version never took traffic: put the previous one back as desired, so a failed or aborted deploy
-      // changes nothing. Its started instances are stopped by the revert tree below.
-      const previous = (root.params.previousVersionId as string | null) ?? null;
-      await this.saveProject({ ...project, currentVersionId: previous });
-      const prevNumber = previous ? this.state.versions.get(previous)?.number : null;
-      this.jobs.appendLog(root.id, previous ? `desired version set back to v${prevNumber}` : 'no previous version: nothing will run');
-      this.backoff.delete(projectId);
-      setImmediate(() => void this.converge(this.state.projects.get(projectId)!, 'revert', `revert ${project.name} to ${prevNumber ? `v${prevNumber}` : 'nothing'}`).catch((err: unknown) => log.error({ err, projectId }, 'reverting the project failed; the reconciler tries again')));
-    }
-  }
-
-  private async tick(): Promise<void> {
-    const now = Date.now();
-    for (const n of this.state.nodes.values()) {
-      if (n.status === 'ready' && n.lastSeenAt && now - Date.parse(n.lastSeenAt) > NODE_DOWN_AFTER_MS) {
-        n.status = 'down';
-        void this.store.saveNode(n).catch((err: unknown) => log.warn({ err, nodeId: n.id }, 'could not save the node as down; memory keeps it'));
-        this.notify({ kind: 'node-down', at: new Date().toISOString(), nodeId: n.id, message: `node ${n.name} has not reported for ${NODE_DOWN_AFTER_MS / 1000} s` });
-      }
-    }
-    for (const p of this.state.projects.values()) {
-      if ((this.backoff.get(p.id)?.until ?? 0) > now) continue;
-      try {
-        await this.converge(p, 'reconcile', `reconcile ${p.name}`);
-      } catch {
-        // e.g. no ready node: the next tick tries again
-      }
-    }
+  /** `by`: the token's name, kept in the tree's params for `enjin releases` */
+  scale(project: Project, changes: Record<string, number>, by: string): Promise<Job | null> {
+    return this.changes.scale(project, changes, by);
   }
 
   /**
-   * Asks every node to drop unpacked versions nobody needs: kept are the versions any project wants or routes to and
-   * the newest few of each project, so a rollback does not have to fetch and prepare again.
+   * Destroys the project; one-off runs still going in it are aborted (their processes killed on their nodes).
+   * `volumes`: its volumes are removed on the nodes too (otherwise they are kept).
    */
-  private collectVersions(): void {
-    const keep = new Set<string>();
-    for (const p of this.state.projects.values()) {
-      if (p.currentVersionId) keep.add(p.currentVersionId);
-      if (p.routedVersionId) keep.add(p.routedVersionId);
-      for (const v of this.state.versionsOf(p.id).slice(-KEEP_PREPARED_VERSIONS)) keep.add(v.id);
+  async destroy(project: Project, opts: { volumes?: boolean } = {}): Promise<Job> {
+    const tree = await this.changes.destroy(project, opts);
+    const { jobs } = await this.jobIndex.list({ rootsOnly: true, states: ['waiting', 'running'], limit: 500, tags: { project: project.name } });
+    for (const run of jobs.filter((j) => j.kind === 'run' && j.params.projectId === project.id)) {
+      await this.jobs.abort(run.id, `${project.name} is being destroyed`).catch((err: unknown) => log.warn({ err, jobId: run.id }, 'aborting a one-off run of a destroyed project failed; it ends when its process does'));
     }
-    for (const n of this.state.nodes.values()) {
-      if (n.status !== 'ready') continue;
-      void this.bus.request(subjects.agentRpc(n.id), { op: 'gc', keep: [...keep] }, { timeoutMs: 60_000 }).catch((err: unknown) => log.warn({ err, nodeId: n.id }, 'collecting unused versions on the node failed; the next successful tree tries again'));
-    }
+    return tree;
+  }
+
+  /** A rolling restart (see ProjectChanges.restart). */
+  restart(project: Project, services: string[]): Promise<Job | null> {
+    return this.changes.restart(project, services);
+  }
+
+  converge(project: Project, kind: TreeKind, title: string): Promise<Job | null> {
+    return this.changes.converge(project, kind, title);
+  }
+
+  /** Takes an uploaded package as one decision (see ProjectChanges.deploy). */
+  deploy(projectName: string, upload: { sha256: string; size: number; path: string }, manifest: Version['manifest'], release: boolean, meta: ReleaseMeta): Promise<{ project: Project; version: Version; created: boolean; job: Job | null }> {
+    return this.changes.deploy(projectName, upload, manifest, release, meta);
+  }
+
+  /** The leader's loop (public so tests drive it with their clock): nodes gone silent go down, every project converges. */
+  async tick(): Promise<void> {
+    const now = this.now();
+    this.nodeLifecycle.markSilentNodesDown();
+    await this.changes.convergeAll(now);
   }
 
   private persistInstance(i: Instance): void {
@@ -328,6 +321,26 @@ export class Controller implements ActionHost {
   notify(n: Notification): void {
     this.notifications.push(n);
     if (this.notifications.length > 500) this.notifications.splice(0, this.notifications.length - 500);
+    this.events.record(n);
+  }
+
+  // --- nodes (see nodes.ts) ---
+
+  /** Asks a node for its full state now (seq 0), rather than waiting for its next change. */
+  requestNodeState(nodeId: string): void {
+    this.receiver.requestResync(nodeId);
+  }
+
+  drainNode(ref: string): Promise<NodeChange> {
+    return this.nodeLifecycle.drain(ref);
+  }
+
+  activateNode(ref: string): Promise<NodeChange> {
+    return this.nodeLifecycle.activate(ref);
+  }
+
+  removeNode(ref: string, force: boolean): Promise<NodeChange> {
+    return this.nodeLifecycle.remove(ref, force);
   }
 
   // --- writes used by job actions ---
@@ -355,57 +368,21 @@ export class Controller implements ActionHost {
     const versions = this.state.versionsOf(project.id);
     await this.store.deleteProject(project.id);
     this.state.removeProject(project.id);
-    this.destroying.delete(project.id);
-    this.backoff.delete(project.id);
+    this.changes.forget(project.id);
     for (const v of versions) {
       const stillUsed = [...this.state.versions.values()].some((o) => o.sha256 === v.sha256);
-      if (!stillUsed) this.packages.remove(v.sha256);
+      if (!stillUsed) await this.packages.remove(v.sha256).catch((err: unknown) => log.error({ err, sha256: v.sha256 }, 'removing the package of a destroyed project failed; its bytes stay stored'));
     }
     this.routes.refresh();
   }
+}
 
-  // --- versions ---
-
-  /**
-   * Takes an uploaded package as one decision: the project must be idle, its hostnames free and, when it is to be
-   * released, a plan possible (a ready node). Only then are the project, the package and the version stored and the
-   * tree started. A refused request stores nothing, and concurrent requests are decided one at a time, so thirty
-   * deploys at once give one tree and one version. The upload file is moved into the package store or left for the
-   * caller to remove.
-   */
-  async deploy(projectName: string, upload: { sha256: string; size: number; path: string }, manifest: Version['manifest'], release: boolean): Promise<{ project: Project; version: Version; created: boolean; job: Job | null }> {
-    return this.serialized(async () => {
-      const ws = this.defaultWorkspace();
-      const existing = this.state.projectByName(ws.id, projectName) ?? null;
-      if (existing && this.destroying.has(existing.id)) throw conflict('project_busy', `${projectName} is being destroyed; wait for that job to end`);
-      if (existing) this.assertIdle(existing);
-      const clash = hostnameClashes(this.state, existing?.id ?? null, projectName, manifest, this.domain);
-      if (clash) throw clash;
-      const now = new Date().toISOString();
-      const project: Project = existing ?? { id: newId('prj'), workspaceId: ws.id, name: projectName, currentVersionId: null, routedVersionId: null, scale: {}, createdAt: now, updatedAt: now };
-      const same = existing ? this.state.versionsOf(existing.id).find((v) => v.sha256 === upload.sha256) : undefined;
-      const number = Math.max(0, ...(existing ? this.state.versionsOf(existing.id).map((v) => v.number) : [])) + 1;
-      const version: Version = same ?? { id: newId('ver'), projectId: project.id, number, sha256: upload.sha256, size: upload.size, manifest, createdAt: now };
-      // Planned before anything is stored: with no ready node this throws and the request has changed nothing.
-      const plan = release ? reconcile(this.reconcileInput({ ...project, currentVersionId: version.id }, version)) : null;
-
-      if (!existing) {
-        await this.store.saveProject(project);
-        this.state.projects.set(project.id, project);
-      }
-      if (!same) {
-        await this.packages.adopt(upload.sha256, upload.path);
-        await this.store.insertVersion(version);
-        this.state.versions.set(version.id, version);
-      }
-      let job: Job | null = null;
-      if (plan && !(project.currentVersionId === version.id && isEmptyPlan(plan))) {
-        const previous = project.currentVersionId;
-        await this.saveProject({ ...this.state.projects.get(project.id)!, currentVersionId: version.id });
-        this.backoff.delete(project.id);
-        job = await this.startPlan(this.state.projects.get(project.id)!, plan, 'deploy', `deploy ${projectName} v${version.number}`, { previousVersionId: previous, targetVersionId: version.id });
-      }
-      return { project: this.state.projects.get(project.id)!, version, created: !same, job };
-    });
-  }
+/**
+ * Packages go where every controller can read them: in PostgreSQL when the store is a server, on this controller's
+ * disk beside the embedded store (one controller only; PGlite's WebAssembly heap is no place for blobs).
+ */
+function packageStoreFor(store: Store, dataDir: string): PackageStore {
+  if (store.backend === 'pglite') return new DiskPackageStore(join(dataDir, 'packages'));
+  if (!store.packageBlobs) throw new EnjinError('invalid_config', 'the PostgreSQL store offers no package blobs; this build of enjin is inconsistent', { status: 500 });
+  return new DatabasePackageStore(store.packageBlobs, join(dataDir, 'uploads'));
 }

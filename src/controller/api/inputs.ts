@@ -1,10 +1,7 @@
 // Checks and readings of what API requests carry (tokens, ids, cursors, uploaded manifests), kept apart from the
 // routes so every route applies the same rules.
 import { EnjinError, invalid } from '../../core/errors.ts';
-import { parseManifest } from '../../core/manifest.ts';
-import { parseProcfile } from '../../core/procfile.ts';
 import { locateInYaml } from '../../core/yaml-locate.ts';
-import type { Manifest } from '../../core/model.ts';
 
 /** Ids (prefix_base32) and names (DNS labels) both fit this; anything else in a path is refused before a lookup. */
 export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -15,18 +12,6 @@ export const CONTROL_CHARS = /[\x00-\x1f\x7f]/;
 export function bearerToken(header: string | undefined): string {
   const m = /^([A-Za-z0-9!#$%&'*+.^_`|~-]+)[ \t]+(\S+)[ \t]*$/.exec(header ?? '');
   return m && m[1].toLowerCase() === 'bearer' ? m[2] : '';
-}
-
-/** The manifest of an upload: enjin.yaml, or else a Procfile. */
-export function manifestFrom(pkg: { read(path: string): string | null }, project: string): { manifest: Manifest; text: string; file: string } {
-  const yamlText = pkg.read('enjin.yaml') ?? pkg.read('enjin.yml');
-  if (yamlText !== null) {
-    const file = pkg.read('enjin.yaml') !== null ? 'enjin.yaml' : 'enjin.yml';
-    return { manifest: parseManifest(yamlText, file), text: yamlText, file };
-  }
-  const procfile = pkg.read('Procfile');
-  if (procfile !== null) return { manifest: parseProcfile(procfile, project), text: procfile, file: 'Procfile' };
-  throw new EnjinError('manifest_missing', 'the package has no enjin.yaml (or Procfile) at its root; add one that says what to run', { status: 422 });
 }
 
 /** Gives details that carry a manifest path a file, line and column. */
@@ -49,4 +34,15 @@ export function parseLogCursor(cursor: string): Record<string, number> {
     && Object.entries(parsed).every(([id, n]) => ID_PATTERN.test(id) && Number.isSafeInteger(n) && (n as number) >= -1 && ((offsets[id] = n as number), true));
   if (!ok) throw invalid('cursor is not one this API returned; start again without it');
   return offsets;
+}
+
+/** The name of the token each authenticated request came with: who made a release. */
+const callers = new WeakMap<object, string>();
+
+export function setCaller(req: object, name: string): void {
+  callers.set(req, name);
+}
+
+export function callerOf(req: object): string {
+  return callers.get(req) ?? 'unknown';
 }

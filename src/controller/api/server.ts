@@ -1,5 +1,6 @@
 // The controller's REST API: Fastify + TypeBox, OpenAPI at /openapi.json, a bearer token on every route but /healthz.
 import { rm } from 'node:fs/promises';
+import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
@@ -7,14 +8,24 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { EnjinError, invalid, notFound } from '../../core/errors.ts';
 import { NAME_PATTERN, NAME_RULE } from '../../core/ids.ts';
-import type { Job, Project, Version } from '../../core/model.ts';
+import type { Job, Project } from '../../core/model.ts';
 import { subjects, type AgentReply, type RouterStatsReply } from '../../core/messages.ts';
 import { inspectPackageFile } from '../../artifact/inspect.ts';
 import { formatBytes } from '../../artifact/rules.ts';
 import { MAX_CONCURRENT_UPLOADS, MAX_PACKAGE_BYTES, receiveUpload, type ReceivedUpload } from './upload.ts';
 import type { Controller } from '../controller.ts';
 import { jobListRoutes } from './routes/jobs.ts';
-import { bearerToken, CONTROL_CHARS, ID_PATTERN, ID_RULE, manifestFrom, parseLogCursor, withPositions } from './inputs.ts';
+import { joinRoutes } from './routes/join.ts';
+import { nodeRoutes } from './routes/nodes.ts';
+import { volumeRoutes } from './routes/volumes.ts';
+import { destroyProject } from './routes/destroy.ts';
+import { clusterRoutes } from './routes/cluster.ts';
+import { releaseRoutes } from './routes/releases.ts';
+import { eventRoutes } from './routes/events.ts';
+import { runRoutes } from './routes/run.ts';
+import { guardWrites } from './write-guard.ts';
+import { bearerToken, callerOf, setCaller, CONTROL_CHARS, ID_PATTERN, ID_RULE, parseLogCursor, withPositions } from './inputs.ts';
+import { manifestFrom } from '../../core/package-manifest.ts';
 import { byServiceThenId, viewInstance, viewProject, viewVersion } from './views.ts';
 
 /** JSON bodies: every route but the package upload. */
@@ -41,15 +52,16 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
   });
 
   app.addHook('onRequest', async (req: FastifyRequest) => {
-    if (req.url === '/healthz') return;
+    // Routes marked public (POST /v1/join: the join token in its body is the credential) take no bearer token.
+    if (req.url === '/healthz' || (req.routeOptions.config as { public?: boolean } | undefined)?.public) return;
     const token = bearerToken(req.headers.authorization);
     if (!token) throw new EnjinError('unauthorized', 'this API needs a token: pass `Authorization: Bearer TOKEN` (the CLI reads it from DATA/credentials.json or ENJIN_TOKEN)', { status: 401 });
     const role = await c.auth.check(token);
     if (!role) throw new EnjinError('unauthorized', 'the token is not valid for this enjin; use the one in DATA/credentials.json', { status: 401 });
-    if (role === 'node' && !(req.method === 'GET' && /^\/v1\/versions\/[^/]+\/package$/.test(req.url))) {
-      throw new EnjinError('forbidden', 'a node token may only download packages', { status: 403 });
-    }
+    setCaller(req, c.auth.nameOf(token) ?? 'unknown');
   });
+  // After authentication: followers refuse writes naming the leader; a store outage refuses desired-state changes.
+  guardWrites(app, c);
 
   // Every id and name in a path, and every query value, is checked here once, before any route looks it up: a
   // control character (NUL above all, which PostgreSQL refuses) never reaches the store.
@@ -68,8 +80,10 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
   });
 
   app.setErrorHandler((err: unknown, req, reply: FastifyReply) => {
-    // A refused upload may still be arriving: answer, then close the connection rather than read the rest.
-    if (!req.raw.complete && (req.routeOptions.config as { packageUpload?: boolean } | undefined)?.packageUpload) reply.header('connection', 'close');
+    // A refused upload may still be arriving. Closing at once would reset the connection with the client's bytes
+    // unread, and a reset can destroy our answer before the client reads it: so the rest is read and discarded (Node
+    // dumps an unread body once the response is sent) for a bounded time, then the connection goes (a lingering close).
+    if (!req.raw.complete && (req.routeOptions.config as { packageUpload?: boolean } | undefined)?.packageUpload) lingerThenClose(req.raw);
     if (err instanceof EnjinError) {
       return reply.status(err.status).send({ error: err.toJSON() });
     }
@@ -96,9 +110,15 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
 
   app.get('/v1/projects/:project', { schema: { summary: 'Show a project', params: ProjectParams } }, async (req) => ({ project: projectView(c.project(req.params.project)) }));
 
-  app.delete('/v1/projects/:project', { schema: { summary: 'Destroy a project: stop its instances, remove its routes, versions and packages', params: ProjectParams } }, async (req, reply) => {
-    const job = await c.destroy(c.project(req.params.project));
-    return reply.status(202).send({ job });
+  app.delete('/v1/projects/:project', {
+    schema: {
+      summary: "Destroy a project: stop its instances, remove its routes, versions and packages; its volumes are kept unless volumes=true (which also removes the kept volumes of a project already destroyed)",
+      params: ProjectParams,
+      querystring: Type.Object({ volumes: Type.Optional(Type.Boolean({ default: false })) }),
+    },
+  }, async (req, reply) => {
+    const r = await destroyProject(c, req.params.project, req.query.volumes === true);
+    return reply.status(r.job ? 202 : 200).send(r);
   });
 
   app.post('/v1/projects/:project/deploys', {
@@ -108,7 +128,12 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
     schema: {
       summary: `Upload a package (tar.gz of the project directory, at most ${formatBytes(MAX_PACKAGE_BYTES)}) and deploy it; refused as a whole, storing nothing`,
       params: ProjectParams,
-      querystring: Type.Object({ deploy: Type.Optional(Type.Boolean({ default: true })) }),
+      querystring: Type.Object({
+        deploy: Type.Optional(Type.Boolean({ default: true })),
+        // What `enjin releases` says of a deploy from a git checkout.
+        commit: Type.Optional(Type.String({ pattern: '^[0-9a-f]{7,64}$' })),
+        message: Type.Optional(Type.String({ maxLength: 200 })),
+      }),
     },
   }, async (req, reply) => {
     const name = req.params.project;
@@ -131,7 +156,8 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
       }
       let done;
       try {
-        done = await c.deploy(name, upload, manifest, req.query.deploy !== false);
+        const git = req.query.commit ? { commit: req.query.commit, message: req.query.message ?? '' } : undefined;
+        done = await c.deploy(name, upload, manifest, req.query.deploy !== false, { by: callerOf(req), ...(git ? { git } : {}) });
       } catch (err) {
         throw withPositions(err, file, text);
       }
@@ -146,22 +172,6 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
   app.get('/v1/projects/:project/versions', { schema: { summary: 'List versions', params: ProjectParams } }, async (req) => {
     const p = c.project(req.params.project);
     return { versions: c.state.versionsOf(p.id).reverse().map((v) => viewVersion(c, v)) };
-  });
-
-  app.post('/v1/projects/:project/rollback', {
-    schema: { summary: 'Deploy an earlier version again (default: the one before the current one)', params: ProjectParams, body: Type.Optional(Type.Object({ version: Type.Optional(Type.Union([Type.String(), Type.Integer()])) })) },
-  }, async (req, reply) => {
-    const p = c.project(req.params.project);
-    const current = p.currentVersionId ? c.state.versions.get(p.currentVersionId) : undefined;
-    let target: Version;
-    if (req.body?.version !== undefined) target = c.versionOf(p, req.body.version);
-    else {
-      const earlier = c.state.versionsOf(p.id).filter((v) => !current || v.number < current.number);
-      if (!earlier.length) throw new EnjinError('no_earlier_version', `${p.name} has no version before v${current?.number ?? '?'} to roll back to`, { status: 409 });
-      target = earlier[earlier.length - 1];
-    }
-    const job = await c.release(p, target, 'rollback');
-    return reply.status(job ? 202 : 200).send({ version: viewVersion(c, target), job });
   });
 
   app.post('/v1/projects/:project/scale', {
@@ -186,7 +196,25 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
       if (!Number.isInteger(n) || n < 0 || n > 100) throw invalid(`${service} would have ${n} instances; the count must be from 0 to 100`);
       changes[service] = n;
     }
-    const job = await c.scale(p, changes);
+    const job = await c.scale(p, changes, callerOf(req));
+    return reply.status(job ? 202 : 200).send({ project: projectView(c.state.projects.get(p.id)!), job });
+  });
+
+  app.post('/v1/projects/:project/restart', {
+    schema: {
+      summary: 'Restart instances one at a time, each replaced by a ready copy before it stops: {"services": ["web"]} (all when empty)',
+      params: ProjectParams,
+      body: Type.Optional(Type.Object({ services: Type.Optional(Type.Array(Type.String(), { maxItems: 100 })) })),
+    },
+  }, async (req, reply) => {
+    const p = c.project(req.params.project);
+    const version = p.currentVersionId ? c.state.versions.get(p.currentVersionId) : undefined;
+    if (!version) throw new EnjinError('not_deployed', `${p.name} has no version yet; deploy it first`, { status: 409 });
+    const services = req.body?.services ?? [];
+    for (const service of services) {
+      if (!Object.hasOwn(version.manifest.services, service)) throw new EnjinError('unknown_service', `${p.name} has no service "${service}"; it has ${Object.keys(version.manifest.services).join(', ')}`, { status: 404 });
+    }
+    const job = await c.restart(p, services);
     return reply.status(job ? 202 : 200).send({ project: projectView(c.state.projects.get(p.id)!), job });
   });
 
@@ -239,6 +267,11 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
   });
 
   await app.register(jobListRoutes(c));
+  await app.register(joinRoutes(c.admission));
+  await app.register(clusterRoutes(c));
+  await app.register(releaseRoutes(c));
+  await app.register(eventRoutes(c));
+  await app.register(runRoutes(c, c.runs));
 
   app.get('/v1/jobs/:id', { schema: { summary: 'A job tree with states and, with logs=true, logs', params: Type.Object({ id: Type.String() }), querystring: Type.Object({ logs: Type.Optional(Type.Boolean({ default: true })) }) } }, async (req) => ({
     job: await c.jobs.getTree(req.params.id, req.query.logs !== false),
@@ -303,9 +336,8 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
     job: await c.jobs.abort(req.params.id, 'aborted by a user'),
   }));
 
-  app.get('/v1/nodes', { schema: { summary: 'List nodes' } }, async () => ({
-    nodes: [...c.state.nodes.values()].map((n) => ({ ...n, instances: c.state.instancesOnNode(n.id).length })),
-  }));
+  await app.register(nodeRoutes(c));
+  await app.register(volumeRoutes(c));
 
   app.get('/v1/routes', { schema: { summary: 'The route table routers serve' } }, async () => ({ routes: c.routes.table }));
 
@@ -317,11 +349,25 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
 
   app.get('/v1/notifications', { schema: { summary: 'Recent notifications (instance exits, node loss)' } }, async () => ({ notifications: c.notifications.slice(-100) }));
 
-  app.get('/v1/versions/:id/package', { schema: { summary: "Download a version's package (agents use this)", params: Type.Object({ id: Type.String() }) } }, async (req, reply) => {
+  app.get('/v1/versions/:id/package', { schema: { summary: "Download a version's package (agents fetch theirs over the bus)", params: Type.Object({ id: Type.String() }) } }, async (req, reply) => {
     const v = c.state.versions.get(req.params.id);
-    if (!v || !c.packages.has(v.sha256)) throw notFound(`package of version ${req.params.id}`);
+    if (!v || !(await c.packages.has(v.sha256))) throw notFound(`package of version ${req.params.id}`);
     return reply.header('content-type', 'application/gzip').header('content-length', v.size).header('x-sha256', v.sha256).send(c.packages.open(v.sha256));
   });
 
   return app;
+}
+
+/** How long the rest of a refused upload is read and thrown away before its connection is closed. */
+const UPLOAD_LINGER_MS = 10_000;
+
+function lingerThenClose(req: IncomingMessage): void {
+  const socket = req.socket;
+  // Flowing with no reader: what still arrives is thrown away, never stored.
+  req.resume();
+  const timer = setTimeout(() => socket.destroy(), UPLOAD_LINGER_MS);
+  timer.unref();
+  // The whole body arrived (and was dumped): the connection is clean again, nothing to cut.
+  req.once('end', () => clearTimeout(timer));
+  socket.once('close', () => clearTimeout(timer));
 }

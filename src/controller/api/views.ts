@@ -1,8 +1,10 @@
 // The API's views of entities: what the controller's state looks like to a client (shapes from core/api.ts).
-import type { Instance, Project, Version } from '../../core/model.ts';
-import type { InstanceView, ProjectView, VersionView } from '../../core/api.ts';
+import type { Instance, Node, Project, Version } from '../../core/model.ts';
+import type { InstanceView, NodeView, ProjectView, UnmanagedInstanceView, VersionView } from '../../core/api.ts';
 import type { Controller } from '../controller.ts';
-import { generatedHostname } from '../routes/build.ts';
+import { nodeState } from '../nodes.ts';
+import type { UnmanagedInstance } from '../state.ts';
+import { generatedHostname, projectHostname } from '../routes/build.ts';
 
 export function byServiceThenId(a: { project: string; service: string; id: string }, b: { project: string; service: string; id: string }): number {
   return a.project.localeCompare(b.project) || a.service.localeCompare(b.service) || (a.id < b.id ? -1 : 1);
@@ -21,10 +23,20 @@ export function viewInstance(c: Controller, i: Instance): InstanceView {
   const v = c.state.versions.get(i.versionId);
   const p = c.state.projects.get(i.projectId);
   return {
-    id: i.id, project: p?.name ?? '?', service: i.service, version: v?.number ?? null, node: c.state.nodes.get(i.nodeId)?.name ?? i.nodeId,
+    id: i.id, project: p?.name ?? '?', service: i.service, version: v?.number ?? null, node: i.nodeId, nodeName: c.state.nodes.get(i.nodeId)?.name ?? i.nodeId,
     desired: i.desired, state: i.current?.state ?? 'pending', pid: i.current?.pid ?? null, host: i.current?.host ?? null, port: i.current?.port ?? null,
     restarts: i.current?.restarts ?? 0, lastExit: i.current?.lastExit ?? null, message: i.current?.message ?? null, createdAt: i.createdAt,
   };
+}
+
+/**
+ * Where a browser reaches `hostname` through the router: a wildcard becomes `any.`, and the router's port is part of
+ * the URL unless it is the scheme's own (80; 443 is taken as TLS ended in front of the router).
+ */
+export function hostnameUrl(hostname: string, routerPort: number | null): string {
+  const host = hostname.replace(/^\*\./, 'any.');
+  if (routerPort === 443) return `https://${host}`;
+  return routerPort === null || routerPort === 80 ? `http://${host}` : `http://${host}:${routerPort}`;
 }
 
 export function viewProject(c: Controller, p: Project): ProjectView {
@@ -35,11 +47,33 @@ export function viewProject(c: Controller, p: Project): ProjectView {
   return {
     id: p.id, name: p.name, workspace: ws, createdAt: p.createdAt, updatedAt: p.updatedAt,
     version: current?.number ?? null, routedVersion: routed?.number ?? null,
-    services: Object.entries(current?.manifest.services ?? {}).map(([name, s]) => ({
-      name, command: s.command, listens: s.listens,
-      hostnames: s.listens ? [...s.hostnames, generatedHostname(name, p.name, ws, c.domain)] : [],
-      desired: p.scale[name] ?? s.instances,
-      running: instances.filter((i) => i.service === name && i.versionId === current!.id && i.current?.state === 'running').length,
-    })),
+    services: Object.entries(current?.manifest.services ?? {}).map(([name, s]) => {
+      // A Procfile or builder project's web answers on PROJECT.DOMAIN too: its first URL.
+      const projectWide = name === 'web' && current?.manifest.processesFrom ? [projectHostname(p.name, ws, c.domain)] : [];
+      const hostnames = s.listens ? [...projectWide, ...s.hostnames, generatedHostname(name, p.name, ws, c.domain)] : [];
+      return {
+        name, command: s.command, listens: s.listens, hostnames,
+        urls: hostnames.map((h) => hostnameUrl(h, c.routerPort)),
+        desired: p.scale[name] ?? s.instances,
+        // Serving ones: a stop in progress, or an instance on a down node (left until its node confirms), does not count.
+        running: instances.filter((i) => i.service === name && i.versionId === current!.id && i.desired === 'running' && i.current?.state === 'running' && c.state.nodes.get(i.nodeId)?.status === 'ready').length,
+      };
+    }),
   };
+}
+
+export function viewNode(c: Controller, n: Node): NodeView {
+  let unmanaged = 0;
+  for (const u of c.state.unmanaged.values()) if (u.nodeId === n.id) unmanaged++;
+  return {
+    id: n.id, name: n.name, state: nodeState(n), address: n.address, labels: n.labels, compartment: n.compartment, roles: n.roles,
+    capacity: n.capacity ?? null, disk: n.disk ?? null,
+    instances: c.state.instancesOnNode(n.id).filter((i) => i.nodeId === n.id && i.desired === 'running').length,
+    unmanaged, lastSeenAt: n.lastSeenAt, createdAt: n.createdAt,
+  };
+}
+
+export function viewUnmanaged(id: string, u: UnmanagedInstance): UnmanagedInstanceView {
+  const r = u.report;
+  return { id, project: r.project, service: r.service, versionId: r.versionId, state: r.current.state, pid: r.current.pid, host: r.current.host, port: r.current.port, reportedAt: r.current.reportedAt };
 }

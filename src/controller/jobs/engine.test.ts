@@ -99,10 +99,44 @@ test('recover ends interrupted trees with a reason, never leaves them running', 
     { ...base, id: 'job_c', rootId: 'job_r', parentId: 'job_r', title: 'child', state: 'running', position: 0 },
     { ...base, id: 'job_d', rootId: 'job_r', parentId: 'job_c', title: 'leaf', state: 'succeeded', position: 0 },
   ]);
+  // What listings follow (the job index): every job the recovery ended is announced, so none stays listed as waiting.
+  const announced = new Map<string, string>();
+  engine.events.on('change', (j: { id: string; state: string }) => announced.set(j.id, j.state));
   await engine.recover((await store.load()).unfinishedJobs);
+  assert.deepEqual(Object.fromEntries(announced), { job_r: 'failed', job_c: 'failed' });
   assert.equal((await store.getJob('job_r'))?.state, 'failed');
   assert.equal((await store.getJob('job_c'))?.state, 'failed');
   assert.equal((await store.getJob('job_d'))?.state, 'succeeded');
   assert.match((await store.getJob('job_r'))?.error ?? '', /interrupted/);
   assert.deepEqual(finished, ['job_r:failed']);
+});
+
+test('the root shows running as soon as any job of its tree runs; parents in between wait for their turn', async () => {
+  let release!: () => void;
+  const leafRunning = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  let rootRan = 0;
+  let unblock!: () => void;
+  const blocked = new Promise<void>((r) => (unblock = r));
+  const { engine } = await setup({
+    root: async () => void rootRan++,
+    noop: async () => {},
+    leaf: async () => {
+      release();
+      await blocked;
+    },
+  });
+  const root = await engine.start({ kind: 'root', title: 'deploy', children: [{ kind: 'noop', title: 'start', children: [{ kind: 'leaf', title: 'prepare' }] }] });
+  await leafRunning;
+  const during = await engine.getTree(root.id, false);
+  assert.equal(during.children[0].children[0].state, 'running', 'the prepare runs');
+  assert.equal(during.state, 'running', 'so the deploy is running, not waiting');
+  assert.ok(during.startedAt);
+  assert.equal(during.children[0].state, 'waiting', 'the start has not begun');
+  assert.equal(rootRan, 0, "the root's own action still runs last");
+  unblock();
+  const done = await engine.wait(root.id);
+  assert.equal(done.state, 'succeeded');
+  assert.equal(rootRan, 1, 'the root ran once');
 });

@@ -37,6 +37,8 @@ interface ActiveTree {
   jobs: Map<string, Job>;
   children: Map<string, Job[]>;
   running: Map<string, AbortController>;
+  /** jobs whose own action was started (the root shows 'running' long before its own action, see run()) */
+  launched: Set<string>;
   done: Promise<Job>;
   resolve: (root: Job) => void;
   /** why the tree is ending (first failure or the user's abort) */
@@ -46,6 +48,8 @@ interface ActiveTree {
 const LOG_FLUSH_MS = 200;
 /** a job's log kept in memory for live views; the store has all of it */
 const MAX_LOG_LINE = 4000;
+/** lines per job of a running tree kept in memory for views while the store is away */
+const MAX_TAIL_LINES = 500;
 
 export class JobEngine {
   private readonly store: Store;
@@ -55,6 +59,8 @@ export class JobEngine {
   /** job id → its root, for the jobs of running trees: log events name their tree without a search */
   private readonly rootOf = new Map<string, string>();
   private pendingLog: JobLogLine[] = [];
+  /** the recent log lines of each job of a running tree: what a view shows while the store cannot be read */
+  private readonly tails = new Map<string, string[]>();
   /** numbers every log line this engine emits, so a live view can join a snapshot without gaps or repeats */
   private logSeq = 0;
   private flushTimer: NodeJS.Timeout | null = null;
@@ -70,22 +76,27 @@ export class JobEngine {
   }
 
   /**
-   * Called once at start with the jobs of trees that had not finished when the controller stopped. Nothing survives a
-   * process restart mid-action, so each such tree is ended with a reason (its waiting jobs aborted, its running ones
+   * Called at start, and on taking over as leader, with the jobs of trees that had not finished when the controller
+   * (or the previous leader) stopped. Nothing survives a process restart mid-action, so each such tree is ended with a
+   * reason (`why`) (its waiting jobs aborted, its running ones
    * failed) and handed to onTreeFinished, which decides how to converge (the reconciler picks up from there).
    */
-  async recover(unfinished: Job[]): Promise<Job[]> {
+  async recover(unfinished: Job[], why = 'the controller stopped while this job ran'): Promise<Job[]> {
     const byRoot = new Map<string, Job[]>();
     for (const j of unfinished) byRoot.set(j.rootId, [...(byRoot.get(j.rootId) ?? []), j]);
     const ended: Job[] = [];
     const now = new Date().toISOString();
     for (const [rootId, jobs] of byRoot) {
-      const reason = 'interrupted: the controller stopped while this job ran';
+      // A tree this engine runs itself is not left over (a takeover reloads while nothing runs, but be sure).
+      if (this.active.has(rootId)) continue;
+      const reason = `interrupted: ${why}`;
       for (const j of jobs) {
         if (TERMINAL_JOB_STATES.has(j.state)) continue;
         const state = j.state === 'running' || j.id === rootId ? 'failed' : 'aborted';
         Object.assign(j, { state, error: j.id === rootId ? reason : state === 'failed' ? reason : 'aborted: the tree was interrupted', finishedAt: now });
         await this.store.updateJob(j.id, { state: j.state, error: j.error, finishedAt: now });
+        // Listings (the job index, watchers) follow changes: an ended tree must not stay listed as waiting.
+        this.events.emit('change', j);
         this.appendLog(j.id, j.error ?? reason);
       }
       const root = jobs.find((j) => j.id === rootId);
@@ -120,7 +131,7 @@ export class JobEngine {
 
     let resolve!: (root: Job) => void;
     const done = new Promise<Job>((r) => (resolve = r));
-    const tree: ActiveTree = { root: jobs[0], jobs: new Map(), children: new Map(), running: new Map(), done, resolve, ending: null };
+    const tree: ActiveTree = { root: jobs[0], jobs: new Map(), children: new Map(), running: new Map(), launched: new Set(), done, resolve, ending: null };
     for (const j of jobs) {
       tree.jobs.set(j.id, j);
       this.rootOf.set(j.id, rootId);
@@ -188,7 +199,13 @@ export class JobEngine {
     const logsBefore = this.logSeq;
     if (withLogs) {
       await this.flushLogs();
-      await Promise.all(jobs.map(async (j) => logs.set(j.id, (await this.store.getJobLog(j.id)).map((l) => l.line))));
+      try {
+        await Promise.all(jobs.map(async (j) => logs.set(j.id, (await this.store.getJobLog(j.id)).map((l) => l.line))));
+      } catch (err) {
+        // A running tree's log is in memory too: with the store away it is shown from there (its recent lines).
+        if (!tree || !(err instanceof EnjinError && err.code === 'store_unavailable')) throw err;
+        for (const j of jobs) logs.set(j.id, [...(this.tails.get(j.id) ?? [])]);
+      }
     }
     const views = new Map<string, JobTreeView>(jobs.map((j) => [j.id, { ...j, ...(withLogs ? { log: logs.get(j.id) ?? [] } : {}), children: [] }]));
     let root: JobTreeView | undefined;
@@ -206,6 +223,12 @@ export class JobEngine {
     this.pendingLog.push(entry);
     // A root's id is its own root, so lines logged as its tree ends (after it left rootOf) still name it.
     this.events.emit('log', { ...entry, rootId: this.rootOf.get(jobId) ?? jobId, n: this.logSeq++ });
+    if (this.rootOf.has(jobId)) {
+      let tail = this.tails.get(jobId);
+      if (!tail) this.tails.set(jobId, (tail = []));
+      tail.push(entry.line);
+      if (tail.length > MAX_TAIL_LINES) tail.splice(0, tail.length - MAX_TAIL_LINES);
+    }
     this.flushTimer ??= setTimeout(() => void this.flushLogs(), LOG_FLUSH_MS);
   }
 
@@ -232,7 +255,9 @@ export class JobEngine {
   private pump(tree: ActiveTree): void {
     if (tree.ending) return;
     for (const job of tree.jobs.values()) {
-      if (job.state !== 'waiting') continue;
+      if (tree.launched.has(job.id)) continue;
+      // The root may already show 'running' (its tree is under way) without its own action having run.
+      if (job.state !== 'waiting' && !(job === tree.root && job.state === 'running')) continue;
       const kids = tree.children.get(job.id) ?? [];
       if (kids.every((k) => k.state === 'succeeded')) void this.run(tree, job);
     }
@@ -241,7 +266,12 @@ export class JobEngine {
   private async run(tree: ActiveTree, job: Job): Promise<void> {
     const controller = new AbortController();
     tree.running.set(job.id, controller);
-    await this.transition(job, { state: 'running', startedAt: new Date().toISOString() });
+    tree.launched.add(job.id);
+    const now = new Date().toISOString();
+    // The root is the operation a user started (a deploy, a scale) and its own action runs last: it is running as
+    // soon as any job of its tree is, not 'waiting' through a whole prepare.
+    if (job !== tree.root && tree.root.state === 'waiting') void this.transition(tree.root, { state: 'running', startedAt: now });
+    await this.transition(job, { state: 'running', startedAt: job.startedAt ?? now });
     let failure: string | null = null;
     try {
       await this.actions[job.kind]({ job, root: tree.root, signal: controller.signal, log: (line) => this.appendLog(job.id, line) });
@@ -294,7 +324,10 @@ export class JobEngine {
       this.appendLog(root.id, `after the tree ended: ${(err as Error).message}`);
     }
     await this.flushLogs();
-    for (const id of tree.jobs.keys()) this.rootOf.delete(id);
+    for (const id of tree.jobs.keys()) {
+      this.rootOf.delete(id);
+      this.tails.delete(id);
+    }
     tree.resolve(root);
   }
 

@@ -14,7 +14,7 @@ const version = (id: string, services: ServiceSpec[]): Version => ({
 const project = (current: string | null, routed: string | null, scale: Record<string, number> = {}): Project => ({
   id: 'p', workspaceId: 'w', name: 'hello', currentVersionId: current, routedVersionId: routed, scale, createdAt: now, updatedAt: now,
 });
-const node = (id: string, status: Node['status'] = 'ready'): Node => ({ id, name: id, address: '127.0.0.1', labels: {}, status, lastSeenAt: now, createdAt: now });
+const node = (id: string, status: Node['status'] = 'ready'): Node => ({ id, name: id, address: '127.0.0.1', labels: {}, status, draining: false, roles: ['agent'], compartment: null, publicKey: null, lastSeenAt: now, createdAt: now });
 let seq = 0;
 const inst = (service: string, versionId: string, nodeId = 'n1', state: 'running' | 'failed' | 'starting' = 'running', createdAt = now): Instance => ({
   id: `i${++seq}`, workspaceId: 'w', projectId: 'p', service, versionId, nodeId, desired: 'running', createdAt,
@@ -97,4 +97,116 @@ test('an instance left unwanted by a stop that did not finish is stopped again, 
   const plan = run(project('v1', 'v1'), v1, [stuck]);
   assert.deepEqual(plan.stops.map((s) => s.instanceId), [stuck.id]);
   assert.equal(plan.starts.length, 1, 'a replacement is placed');
+});
+
+// ---- node failure and drain, at scale: simulated nodes, plans applied as the job tree would ----
+
+/** What the cluster looks like once a plan's tree has run: stops gone, starts running where they were placed. */
+function applyPlan(instances: Instance[], plan: ReturnType<typeof run>, at = now): Instance[] {
+  const stopped = new Set(plan.stops.map((s) => s.instanceId));
+  const started = plan.starts.map((s) => ({ ...inst(s.service, s.versionId, s.nodeId, 'running', at), id: s.instanceId }));
+  return [...instances.filter((i) => !stopped.has(i.id)), ...started];
+}
+
+const fleet = (count: number): Node[] => Array.from({ length: count }, (_, k) => node(`n${String(k).padStart(2, '0')}`));
+const perNode = (instances: Instance[], service?: string) => {
+  const m = new Map<string, number>();
+  for (const i of instances) if (!service || i.service === service) m.set(i.nodeId, (m.get(i.nodeId) ?? 0) + 1);
+  return m;
+};
+
+test('50 nodes: a first deploy puts at most one instance of a service on a node, then fills the least loaded', () => {
+  const nodes = fleet(50);
+  const v1 = version('v1', [svc('web', 30), svc('worker', 10, false), svc('api', 60)]);
+  const plan = run(project('v1', null), v1, [], nodes);
+  assert.equal(plan.starts.length, 100);
+  const placed = applyPlan([], plan);
+  assert.ok([...perNode(placed, 'web').values()].every((n) => n === 1), 'web: one per node');
+  assert.ok([...perNode(placed, 'worker').values()].every((n) => n === 1), 'worker: one per node');
+  // 60 api instances on 50 nodes: every node gets one, and the second ones go to the least loaded nodes.
+  const api = perNode(placed, 'api');
+  assert.equal(api.size, 50);
+  assert.equal([...api.values()].filter((n) => n === 2).length, 10);
+  const total = perNode(placed);
+  assert.ok(Math.max(...total.values()) - Math.min(...total.values()) <= 1, `load stays even: ${[...total.values()].join(',')}`);
+  assert.ok(isEmptyPlan(run(project('v1', 'v1'), v1, placed, nodes)), 'converged');
+});
+
+test('50 nodes: a node going down has its instances replaced on ready nodes, spread, and stopped with the reason', () => {
+  const nodes = fleet(50);
+  const v1 = version('v1', [svc('web', 30), svc('worker', 10, false)]);
+  let instances = applyPlan([], run(project('v1', null), v1, [], nodes));
+  const victim = instances.find((i) => i.service === 'web')!.nodeId;
+  const onVictim = instances.filter((i) => i.nodeId === victim);
+  nodes.find((n) => n.id === victim)!.status = 'down';
+
+  const plan = run(project('v1', 'v1'), v1, instances, nodes);
+  assert.deepEqual(plan.stops.map((s) => [s.instanceId, s.reason]).sort(), onVictim.map((i) => [i.id, `node ${victim} is down`]).sort());
+  assert.equal(plan.starts.length, onVictim.length);
+  for (const s of plan.starts) {
+    assert.notEqual(s.nodeId, victim);
+    assert.ok(!instances.some((i) => i.nodeId === s.nodeId && i.service === s.service), `${s.service} replacement goes to a node without one (${s.nodeId})`);
+  }
+  assert.equal(plan.switchRoutes, false);
+  instances = applyPlan(instances, plan);
+  assert.ok(isEmptyPlan(run(project('v1', 'v1'), v1, instances, nodes)), 'converged with the node still down');
+});
+
+test('50 nodes: draining three nodes moves their instances elsewhere; nothing new lands on them or on a down node', () => {
+  const nodes = fleet(50);
+  const v1 = version('v1', [svc('web', 45), svc('worker', 5, false)]);
+  let instances = applyPlan([], run(project('v1', null), v1, [], nodes));
+  const draining = ['n03', 'n17', 'n40'];
+  for (const id of draining) nodes.find((n) => n.id === id)!.draining = true;
+  nodes.find((n) => n.id === 'n20')!.status = 'down';
+  const moving = instances.filter((i) => draining.includes(i.nodeId) || i.nodeId === 'n20');
+
+  const plan = run(project('v1', 'v1'), v1, instances, nodes);
+  assert.equal(plan.stops.length, moving.length);
+  for (const s of plan.stops) assert.match(s.reason, s.nodeId === 'n20' ? /^node n20 is down$/ : new RegExp(`^node ${s.nodeId} is draining$`));
+  assert.equal(plan.starts.length, moving.length);
+  assert.ok(plan.starts.every((s) => !draining.includes(s.nodeId) && s.nodeId !== 'n20'));
+  instances = applyPlan(instances, plan);
+  assert.equal(instances.filter((i) => i.service === 'web').length, 45);
+  assert.ok(instances.every((i) => !draining.includes(i.nodeId) && i.nodeId !== 'n20'));
+
+  // Scaling up afterwards places nothing on them either.
+  const more = run(project('v1', 'v1', { web: 60 }), v1, instances, nodes);
+  assert.equal(more.starts.length, 15);
+  assert.ok(more.starts.every((s) => !draining.includes(s.nodeId) && s.nodeId !== 'n20'));
+});
+
+test('a stop a down node could not confirm waits for the node (no tree every tick); it is planned again once the node is back', () => {
+  const v1 = version('v1', [svc('web', 1)]);
+  const nodes = [node('n1'), node('n2', 'down')];
+  const tombstone = { ...inst('web', 'v1', 'n2'), desired: 'stopped' as const };
+  const serving = inst('web', 'v1', 'n1');
+  assert.ok(isEmptyPlan(run(project('v1', 'v1'), v1, [serving, tombstone], nodes)));
+  nodes[1].status = 'ready';
+  assert.deepEqual(run(project('v1', 'v1'), v1, [serving, tombstone], nodes).stops.map((s) => s.instanceId), [tombstone.id]);
+});
+
+test('a node coming back with the instances that were replaced: the excess is stopped, newest first', () => {
+  const v1 = version('v1', [svc('web', 2)]);
+  const nodes = [node('n1'), node('n2'), node('n3')];
+  const a = inst('web', 'v1', 'n1', 'running', '2026-01-01T00:00:00.000Z');
+  const replacement = inst('web', 'v1', 'n3', 'running', '2026-01-01T00:01:00.000Z');
+  const returned = inst('web', 'v1', 'n2', 'running', '2026-01-01T00:02:00.000Z'); // adopted when n2 reported again
+  const plan = run(project('v1', 'v1'), v1, [a, replacement, returned], nodes);
+  assert.deepEqual(plan.stops.map((s) => [s.instanceId, s.reason]), [[returned.id, 'scaled to 2']]);
+  assert.equal(plan.starts.length, 0);
+});
+
+test('placement skips draining and router-only nodes; when every ready node drains the error says how to go on', () => {
+  const v1 = version('v1', [svc('web', 2)]);
+  const router: Node = { ...node('edge'), roles: ['router'] };
+  const plan = run(project('v1', null), v1, [], [{ ...node('n1'), draining: true }, router, node('n2')]);
+  assert.deepEqual(plan.starts.map((s) => s.nodeId), ['n2', 'n2']);
+  assert.throws(() => run(project('v1', null), v1, [], [{ ...node('n1'), draining: true }, router]), (e: EnjinError) => e.code === 'no_ready_nodes' && /every ready node is draining \(n1\)/.test(e.message) && /enjin nodes activate/.test(e.message));
+  assert.throws(() => run(project('v1', null), v1, [], [node('n1', 'down'), router]), (e: EnjinError) => e.code === 'no_ready_nodes' && /no node is ready/.test(e.message));
+});
+
+test('with no other node to go to, instances on a down node are neither stopped nor moved: the plan fails as a whole', () => {
+  const v1 = version('v1', [svc('web', 1)]);
+  assert.throws(() => run(project('v1', 'v1'), v1, [inst('web', 'v1', 'n1')], [node('n1', 'down')]), /no node is ready/);
 });

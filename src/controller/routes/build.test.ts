@@ -1,8 +1,9 @@
 // The route table and the generated-name namespace: SERVICE.PROJECT.DOMAIN always reaches PROJECT.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Instance, Manifest, Project, Version } from '../../core/model.ts';
+import type { Instance, InstanceState, Manifest, Node, Project, Version } from '../../core/model.ts';
 import { parseManifest } from '../../core/manifest.ts';
+import { parseProcfile } from '../../core/procfile.ts';
 import { buildRouteTable, generatedNamespaceOwner } from './build.ts';
 
 describe('generatedNamespaceOwner', () => {
@@ -29,10 +30,31 @@ describe('buildRouteTable', () => {
       [`v-a`, version(thief, parseManifest('project: thief\nservices:\n  web:\n    command: x\n    hostnames: [web.canary.localhost, thief.localhost]\n'))],
       [`v-b`, version(canary, parseManifest('project: canary\nservices:\n  web:\n    command: x\n'))],
     ]);
-    const table = buildRouteTable({ workspaces: new Map([['ws', { id: 'ws', name: 'default', createdAt: at }]]), projects: [thief, canary], versions, instancesOf: () => [], domain: 'localhost' });
+    const table = buildRouteTable({ workspaces: new Map([['ws', { id: 'ws', name: 'default', createdAt: at }]]), projects: [thief, canary], versions, instancesOf: () => [], nodes: new Map(), domain: 'localhost' });
     assert.equal(table.hosts['web.canary.localhost'], 'default/canary/web');
     assert.equal(table.hosts['thief.localhost'], 'default/thief/web');
     assert.equal(table.hosts['web.thief.localhost'], 'default/thief/web');
+  });
+
+  it('a Procfile project\'s web answers on PROJECT.DOMAIN too, unless a manifest claimed that name; an enjin.yaml project\'s does not', () => {
+    const at = '2026-01-01T00:00:00.000Z';
+    const project = (id: string, name: string): Project => ({ id, workspaceId: 'ws', name, currentVersionId: `v-${id}`, routedVersionId: `v-${id}`, scale: {}, createdAt: at, updatedAt: at });
+    const version = (p: Project, manifest: Manifest): Version => ({ id: `v-${p.id}`, projectId: p.id, number: 1, sha256: '0'.repeat(64), size: 1, manifest, createdAt: at });
+    const procs = project('a', 'procs');
+    const taken = project('b', 'taken');
+    const yaml = project('c', 'yaml');
+    const claimer = project('d', 'claimer');
+    const versions = new Map([
+      ['v-a', version(procs, { ...parseProcfile('web: ./server\nworker: ./work\n', 'procs'), processesFrom: 'Procfile' })],
+      ['v-b', version(taken, { ...parseProcfile('web: ./server\n', 'taken'), processesFrom: 'Procfile' })],
+      ['v-c', version(yaml, parseManifest('project: yaml\nservices:\n  web:\n    command: x\n'))],
+      ['v-d', version(claimer, parseManifest('project: claimer\nservices:\n  web:\n    command: x\n    hostnames: [taken.localhost]\n'))],
+    ]);
+    const table = buildRouteTable({ workspaces: new Map([['ws', { id: 'ws', name: 'default', createdAt: at }]]), projects: [procs, taken, yaml, claimer], versions, instancesOf: () => [], nodes: new Map(), domain: 'localhost' });
+    assert.equal(table.hosts['procs.localhost'], 'default/procs/web');
+    assert.equal(table.hosts['web.procs.localhost'], 'default/procs/web');
+    assert.equal(table.hosts['taken.localhost'], 'default/claimer/web', 'a name a manifest routes is not taken from it');
+    assert.equal(table.hosts['yaml.localhost'], undefined);
   });
 
   it('carries a service\'s timeouts to the router in milliseconds; one without leaves the defaults to it', () => {
@@ -44,10 +66,45 @@ describe('buildRouteTable', () => {
       projects: [project],
       versions: new Map([['v1', version]]),
       instancesOf: (): Instance[] => [],
+      nodes: new Map(),
       domain: 'localhost',
     });
     assert.deepEqual(table.services['default/shop/web'].timeouts, { connectMs: 5_000, headerMs: 5_000, idleMs: 30_000 });
     assert.equal(table.services['default/shop/api'].timeouts, undefined);
     assert.equal(table.hosts['web.shop.localhost'], 'default/shop/web');
+  });
+
+  it('routes only to instances reported running, with an address, on a node that is ready', () => {
+    const manifest = parseManifest('project: shop\nservices:\n  web: { command: x, instances: 6 }\n');
+    const project: Project = { id: 'p1', workspaceId: 'w1', name: 'shop', currentVersionId: 'v1', routedVersionId: 'v1', scale: {}, createdAt: '', updatedAt: '' };
+    const version: Version = { id: 'v1', projectId: 'p1', number: 1, sha256: '', size: 0, manifest, createdAt: '' };
+    const node = (id: string, status: Node['status']): Node => ({ id, name: id, address: '10.0.0.1', labels: {}, status, draining: false, roles: ['agent'], compartment: null, publicKey: null, lastSeenAt: null, createdAt: '' });
+    const nodes = new Map([['up', node('up', 'ready')], ['gone', node('gone', 'down')], ['leaving', { ...node('leaving', 'ready'), draining: true }]]);
+    const inst = (id: string, nodeId: string, state: InstanceState, extra: Partial<Instance> = {}): Instance => ({
+      id, workspaceId: 'w1', projectId: 'p1', service: 'web', versionId: 'v1', nodeId, desired: 'running', createdAt: '',
+      current: { state, nodeId, pid: 1, host: '10.0.0.1', port: 5000, restarts: 0, lastExit: null, message: null, reportedAt: '' }, ...extra,
+    });
+    const instances = [
+      inst('i1-serving', 'up', 'running'),
+      inst('i2-on-down-node', 'gone', 'running'),
+      inst('i3-starting', 'up', 'starting'),
+      inst('i4-stopping', 'up', 'running', { desired: 'stopped' }),
+      inst('i5-unknown-node', 'nowhere', 'running'),
+      // A draining node's instances keep serving until their replacements are ready and they are stopped.
+      inst('i6-on-draining-node', 'leaving', 'running'),
+      inst('i7-not-reported', 'up', 'running', { current: null }),
+    ];
+    const table = buildRouteTable({
+      workspaces: new Map([['w1', { id: 'w1', name: 'default', createdAt: '' }]]),
+      projects: [project], versions: new Map([['v1', version]]), instancesOf: () => instances, nodes, domain: 'localhost',
+    });
+    assert.deepEqual(table.services['default/shop/web'].upstreams.map((u) => u.instanceId), ['i1-serving', 'i6-on-draining-node']);
+    // The same instance comes back once its node is ready again.
+    nodes.set('gone', node('gone', 'ready'));
+    const again = buildRouteTable({
+      workspaces: new Map([['w1', { id: 'w1', name: 'default', createdAt: '' }]]),
+      projects: [project], versions: new Map([['v1', version]]), instancesOf: () => instances, nodes, domain: 'localhost',
+    });
+    assert.deepEqual(again.services['default/shop/web'].upstreams.map((u) => u.instanceId), ['i1-serving', 'i2-on-down-node', 'i6-on-draining-node']);
   });
 });

@@ -1,5 +1,5 @@
 // Builds the route table routers serve from the controller's state. Pure: the same state gives the same table.
-import type { Instance, Project, Version, Workspace } from '../../core/model.ts';
+import type { Instance, Node, Project, Version, Workspace } from '../../core/model.ts';
 import type { RouteService } from '../../core/messages.ts';
 
 export interface RouteInput {
@@ -7,12 +7,31 @@ export interface RouteInput {
   projects: Iterable<Project>;
   versions: Map<string, Version>;
   instancesOf: (projectId: string) => Instance[];
+  /** every known node: an instance is routed to only while the node it runs on is ready */
+  nodes: ReadonlyMap<string, Pick<Node, 'status'>>;
   domain: string;
+}
+
+/**
+ * Whether routers may send requests to the instance: meant to run, reported running with an address, by a node that
+ * is ready. A down node's instances may still run, but nobody can tell, and its replacements are on the way.
+ */
+export function isRoutable(i: Instance, nodes: ReadonlyMap<string, Pick<Node, 'status'>>): boolean {
+  const c = i.current;
+  return i.desired === 'running' && c?.state === 'running' && !!c.port && !!c.host && nodes.get(c.nodeId)?.status === 'ready';
 }
 
 /** `SERVICE.PROJECT.DOMAIN` in the default workspace, `SERVICE.PROJECT.WORKSPACE.DOMAIN` elsewhere. */
 export function generatedHostname(service: string, project: string, workspace: string, domain: string): string {
   return workspace === 'default' ? `${service}.${project}.${domain}` : `${service}.${project}.${workspace}.${domain}`;
+}
+
+/**
+ * `PROJECT.DOMAIN` (`PROJECT.WORKSPACE.DOMAIN` elsewhere): the name a Procfile-style project's `web` answers on
+ * too, as a Heroku app does, when its processes come from a Procfile or a builder rather than from enjin.yaml.
+ */
+export function projectHostname(project: string, workspace: string, domain: string): string {
+  return workspace === 'default' ? `${project}.${domain}` : `${project}.${workspace}.${domain}`;
 }
 
 /**
@@ -36,6 +55,7 @@ export function buildRouteTable(input: RouteInput): { hosts: Record<string, stri
   const hosts: Record<string, string> = {};
   const services: Record<string, RouteService> = {};
   const generated: Array<[string, string]> = [];
+  const projectNames: Array<[string, string]> = [];
   const projects = [...input.projects].sort((a, b) => (a.id < b.id ? -1 : 1));
   for (const project of projects) {
     const version = project.routedVersionId ? input.versions.get(project.routedVersionId) : undefined;
@@ -46,7 +66,7 @@ export function buildRouteTable(input: RouteInput): { hosts: Record<string, stri
       if (!spec.listens) continue;
       const key = serviceKey(ws, project.name, name);
       const upstreams = instances
-        .filter((i) => i.service === name && i.versionId === version.id && i.desired === 'running' && i.current?.state === 'running' && i.current.port && i.current.host)
+        .filter((i) => i.service === name && i.versionId === version.id && isRoutable(i, input.nodes))
         .map((i) => ({ instanceId: i.id, host: i.current!.host!, port: i.current!.port! }))
         .sort((a, b) => (a.instanceId < b.instanceId ? -1 : 1));
       services[key] = spec.timeouts
@@ -54,9 +74,12 @@ export function buildRouteTable(input: RouteInput): { hosts: Record<string, stri
         : { key, upstreams };
       for (const h of spec.hostnames) hosts[h.toLowerCase()] = key;
       generated.push([generatedHostname(name, project.name, ws, input.domain).toLowerCase(), key]);
+      if (name === 'web' && version.manifest.processesFrom) projectNames.push([projectHostname(project.name, ws, input.domain).toLowerCase(), key]);
     }
   }
   // A generated name always reaches its own project, even if an older manifest claimed it before that was refused.
   for (const [h, key] of generated) hosts[h] = key;
+  // PROJECT.DOMAIN is outside the reserved SERVICE.PROJECT.DOMAIN space: a name a manifest claimed first keeps it.
+  for (const [h, key] of projectNames) hosts[h] ??= key;
   return { hosts, services };
 }

@@ -12,6 +12,10 @@ export class RoutePublisher {
   private currentJson = '';
   private scheduled = false;
   private sub: Subscription | null = null;
+  /** routers take an empty table from this run: it has published a non-empty one, or an operator allowed it */
+  private allowEmpty = false;
+  /** only a leading controller publishes; a follower still builds the table for reads */
+  private publishing = false;
   /** routers that asked for the table: the ones a route switch waits for */
   readonly routers = new Map<string, { lastSeenAt: number }>();
 
@@ -20,6 +24,8 @@ export class RoutePublisher {
   }
 
   start(): void {
+    this.publishing = true;
+    this.currentJson = '';
     this.refreshNow();
     this.sub = this.bus.handle(subjects.routesRequest, async (data) => {
       const routerId = (data as { routerId?: string })?.routerId;
@@ -29,7 +35,9 @@ export class RoutePublisher {
   }
 
   stop(): void {
+    this.publishing = false;
     this.sub?.unsubscribe();
+    this.sub = null;
   }
 
   get table(): RouteTableUpdate {
@@ -52,9 +60,22 @@ export class RoutePublisher {
     const json = JSON.stringify(table);
     if (json === this.currentJson) return this.current.seq;
     this.currentJson = json;
-    this.current = { incarnation: this.incarnation, seq: ++this.seq, ...table };
-    this.bus.publish(subjects.routes, this.current);
+    this.current = { incarnation: this.incarnation, seq: ++this.seq, ...table, ...(this.allowEmpty ? { allowEmpty: true } : {}) };
+    // Routers refuse an empty table from a new run (a controller that lost its store); once this run has routed
+    // something, its empty tables are real decisions.
+    if (Object.keys(table.hosts).length > 0) this.allowEmpty = true;
+    if (this.publishing) this.bus.publish(subjects.routes, this.current);
     return this.current.seq;
+  }
+
+  /**
+   * The operator's word that an empty route table is meant (the cluster really routes nothing now): the table is
+   * published again with `allowEmpty`, and routers holding an older table take it. Returns the seq published.
+   */
+  allowEmptyOnce(): number {
+    this.allowEmpty = true;
+    this.currentJson = '';
+    return this.refreshNow();
   }
 
   /**
@@ -72,6 +93,10 @@ export class RoutePublisher {
             reply = await this.bus.request<RouterInflightReply>(subjects.routerRpc(routerId), { op: 'inflight', instanceIds: opts.instanceIds ?? [] }, { timeoutMs: 2000 });
           } catch (err) {
             opts.log?.(`router ${routerId} did not answer (${(err as Error).message}); not waiting for it`);
+            return;
+          }
+          if (reply.held === this.incarnation) {
+            opts.log?.(`router ${routerId} keeps its previous routes and refuses this controller's empty table; allow empty routes if the cluster should route nothing`);
             return;
           }
           const synced = reply.incarnation === this.incarnation && reply.seq >= opts.seq;
