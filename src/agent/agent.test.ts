@@ -1,16 +1,14 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as tar from 'tar';
 import { MemoryBus } from '../bus/memory.ts';
 import { EnjinError } from '../core/errors.ts';
 import { subjects, type AgentReply, type AgentRequest, type InstanceReport, type InstanceSpec, type NodeStateUpdate, type Notification, type VersionSpec } from '../core/messages.ts';
 import { Agent, type AgentOptions } from './agent.ts';
+import { startPackageServer, type PackageServer } from './package-server.test-support.ts';
 import { readProcStat } from './drivers/process.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'enjin-agent-'));
@@ -20,15 +18,11 @@ chmodSync(root, 0o711);
 const drop = join(root, 'drop');
 mkdirSync(drop);
 chmodSync(drop, 0o1777);
-const TOKEN = 'secret-token';
 const node = JSON.stringify(process.execPath);
 
-// ---- a package server: tarballs built with node-tar, served with a bearer token ------------------------------------
+// ---- packages, served over the bus as controllers serve them -------------------------------------------------------
 
-const packages = new Map<string, Buffer>();
-let server: Server;
-let baseUrl = '';
-const fetches = new Map<string, number>();
+let packages: PackageServer;
 
 const SERVER_JS = `
 const http = require('node:http');
@@ -43,40 +37,13 @@ setTimeout(() => {
 process.on('SIGTERM', () => process.exit(0));
 `;
 
-async function makePackage(name: string, files: Record<string, string>): Promise<{ sha256: string; size: number; url: string }> {
-  const src = join(root, 'src', name);
-  mkdirSync(src, { recursive: true });
-  for (const [f, body] of Object.entries(files)) writeFileSync(join(src, f), body);
-  const file = join(root, 'src', `${name}.tar.gz`);
-  await tar.c({ gzip: true, cwd: src, file, portable: true }, Object.keys(files));
-  const bytes = readFileSync(file);
-  packages.set(name, bytes);
-  return { sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.length, url: `${baseUrl}/packages/${name}` };
-}
-
 async function versionSpec(versionId: string, prepare: string[] = [], files: Record<string, string> = { 'server.cjs': SERVER_JS }): Promise<VersionSpec> {
-  const pkg = await makePackage(versionId, files);
-  return { versionId, project: 'shop', sha256: pkg.sha256, size: pkg.size, url: pkg.url, token: TOKEN, prepare, env: { COUNT_FILE: join(drop, `${versionId}.count`) } };
+  const pkg = await packages.add(versionId, files);
+  return { versionId, project: 'shop', sha256: pkg.sha256, size: pkg.size, prepare, env: { COUNT_FILE: join(drop, `${versionId}.count`) } };
 }
 
 before(async () => {
-  server = createServer((req, res) => {
-    const name = decodeURIComponent((req.url ?? '').replace(/^\/packages\//, ''));
-    if (req.headers.authorization !== `Bearer ${TOKEN}`) {
-      res.statusCode = 401;
-      return res.end('no');
-    }
-    const body = packages.get(name);
-    if (!body) {
-      res.statusCode = 404;
-      return res.end('not found');
-    }
-    fetches.set(name, (fetches.get(name) ?? 0) + 1);
-    res.setHeader('content-length', body.length);
-    res.end(body);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  baseUrl = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  packages = await startPackageServer(join(root, 'packages'));
 });
 
 // ---- agents, and never leaving a process behind ------------------------------------------------------------------
@@ -93,7 +60,7 @@ after(async () => {
       // gone, as it should be
     }
   }
-  server?.close();
+  packages?.close();
   rmSync(root, { recursive: true, force: true });
 });
 
@@ -145,6 +112,7 @@ interface Harness {
 let nodes = 0;
 async function startAgent(opts: Partial<AgentOptions> & { dataDir?: string; bus?: MemoryBus; nodeId?: string } = {}): Promise<Harness> {
   const bus = opts.bus ?? new MemoryBus();
+  if (!opts.bus) packages.serve(bus);
   const nodeId = opts.nodeId ?? `node${++nodes}`;
   const dataDir = opts.dataDir ?? join(root, nodeId);
   const view = new NodeView(bus, nodeId);
@@ -177,7 +145,7 @@ async function startInstance(h: Harness, spec: InstanceSpec): Promise<InstanceRe
 
 // ---- prepare ---------------------------------------------------------------------------------------------------------
 
-test('prepare fetches with the token, unpacks, runs prepare commands once (concurrent calls share the run)', async () => {
+test('prepare fetches over the bus, unpacks, runs prepare commands once (concurrent calls share the run)', async () => {
   const h = await startAgent();
   const v = await versionSpec('ver_prep', ['echo ran >> "$COUNT_FILE"', 'echo built > built.txt', 'test -z "$PORT"']);
   const [a, b] = await Promise.all([h.rpc<Extract<AgentReply, { op: 'prepare' }>>({ op: 'prepare', version: v }), h.rpc({ op: 'prepare', version: v })]);
@@ -185,12 +153,12 @@ test('prepare fetches with the token, unpacks, runs prepare commands once (concu
   assert.match(a.log, /\$ echo built > built\.txt/);
   await h.rpc({ op: 'prepare', version: v });
   assert.equal(readFileSync(v.env.COUNT_FILE, 'utf8'), 'ran\n', 'the prepare commands ran once');
-  assert.equal(fetches.get('ver_prep'), 1, 'the package was fetched once');
+  assert.equal(packages.fetches(v.sha256), 1, 'the package was fetched once');
   assert.equal(readFileSync(join(h.dataDir, 'versions', 'ver_prep', 'built.txt'), 'utf8'), 'built\n');
   assert.ok(existsSync(join(h.dataDir, 'versions', 'ver_prep', 'server.cjs')));
   const log = await h.rpc<Extract<AgentReply, { op: 'prepare-log' }>>({ op: 'prepare-log', versionId: 'ver_prep' });
   assert.match(log.log, /\$ echo ran/);
-  await assert.rejects(h.rpc({ op: 'prepare', version: { ...v, versionId: 'ver_x', token: 'wrong' } }), (e: EnjinError) => e.code === 'version_fetch_failed');
+  await assert.rejects(h.rpc({ op: 'prepare', version: { ...v, versionId: 'ver_x', sha256: 'f'.repeat(64) } }), (e: EnjinError) => e.code === 'version_fetch_failed' && /not found/.test(e.message));
   await assert.rejects(h.rpc({ op: 'prepare', version: { ...v, versionId: '../escape' } }), (e: EnjinError) => e.code === 'invalid_request');
   await h.agent.stop({ stopInstances: true });
 });
@@ -215,10 +183,10 @@ test('a failing prepare command is reported with its output, and leaves the vers
 test('a package whose sha256 does not match is rejected and nothing is unpacked', async () => {
   const h = await startAgent();
   const v = await versionSpec('ver_sha', ['echo ran >> "$COUNT_FILE"']);
-  await assert.rejects(h.rpc({ op: 'prepare', version: { ...v, sha256: '0'.repeat(64) } }), (e: EnjinError) => {
-    assert.notEqual(e.code, 'internal');
-    return true;
-  });
+  // The controllers serve other bytes under the name: the agent refuses them.
+  const wrong = 'a'.repeat(64);
+  const { size } = await packages.addMislabelled('ver_sha_wrong', wrong, { 'server.cjs': `${SERVER_JS}\n// other bytes\n` });
+  await assert.rejects(h.rpc({ op: 'prepare', version: { ...v, sha256: wrong, size } }), (e: EnjinError) => e.code === 'package_corrupt');
   assert.equal(existsSync(join(h.dataDir, 'versions', 'ver_sha')), false);
   assert.equal(existsSync(v.env.COUNT_FILE), false, 'no prepare command ran');
   await assert.rejects(startInstance(h, instanceSpec('ver_sha')), (e: EnjinError) => e.code === 'version_not_prepared');
@@ -246,7 +214,7 @@ test('start waits for a late listener, is idempotent, and stop kills it and free
   await h.view.until('the removal', (v) => !v.instances.has(spec.instanceId));
   await h.rpc({ op: 'stop', instanceId: spec.instanceId }); // idempotent
   const logs = await h.rpc<Extract<AgentReply, { op: 'logs' }>>({ op: 'logs', instanceId: spec.instanceId, offset: 0, maxBytes: 10_000 });
-  assert.match(logs.data, /booting on port \d+\nlistening/, 'the log outlives the instance');
+  assert.match(logs.data, /booting on port \d+\n\S+Z listening/, 'the log outlives the instance');
   await h.agent.stop({ stopInstances: true });
 });
 
@@ -260,7 +228,15 @@ test('an HTTP health path gates readiness; an instance that never listens fails 
   await assert.rejects(startInstance(h, never), (e: EnjinError) => {
     assert.equal(e.code, 'instance_start_failed');
     assert.match(e.message, /not ready within 2 s/);
+    assert.match(e.message, /does not listen on \$PORT \(\d+\), nor on any other TCP port/);
     assert.match(e.message, /starting slowly/, 'the last lines of its log are in the message');
+    return true;
+  });
+  // An app that ignores $PORT is told so, with what it listens on instead.
+  const elsewhere = instanceSpec('ver_health', { command: `exec ${node} -e "require('http').createServer().listen(0, '127.0.0.1')"`, startTimeout: 2 });
+  await assert.rejects(startInstance(h, elsewhere), (e: EnjinError) => {
+    assert.equal(e.code, 'instance_start_failed');
+    assert.match(e.message, /does not listen on \$PORT \(\d+\); it listens on 127\.0\.0\.1:\d+ instead/);
     return true;
   });
   await h.view.until('the failed state', (v) => v.instances.get(never.instanceId)?.current.state === 'failed');
@@ -340,7 +316,7 @@ test('logs: read from an offset or the end; the file is capped by rotation and r
   }
   assert.ok(restarted, 'a reader is sent back to the start after a rotation');
   assert.ok(statSync(logFile).size + statSync(`${logFile}.1`).size <= 8192, 'the log stays within its cap');
-  assert.match(readFileSync(logFile, 'utf8'), /^(line \d+\n|\[enjin [^\n]*\n)+$/, 'each file holds whole lines');
+  assert.match(readFileSync(logFile, 'utf8'), /^(\d{4}-\d\d-\d\dT[\d:.]+Z (line \d+|\[enjin\] [^\n]*)\n)+$/, 'each file holds whole lines');
   await assert.rejects(h.rpc({ op: 'logs', instanceId: 'inst_nope', offset: 0, maxBytes: 10 }), (e: EnjinError) => e.code === 'not_found');
   await h.agent.stop({ stopInstances: true });
 });
@@ -380,6 +356,7 @@ test('state updates: seq 0 in full, then seq+1 per change and per heartbeat; a r
 
 test('a new agent on the same data directory re-adopts running instances (same pid, same port), and restarts dead ones', async () => {
   const bus = new MemoryBus();
+  packages.serve(bus);
   const nodeId = 'readopt';
   const h1 = await startAgent({ bus, nodeId, portRange: [34000, 34999] });
   await h1.rpc({ op: 'prepare', version: await versionSpec('ver_adopt') });
@@ -435,7 +412,10 @@ test('kill -9 of the agent process loses nothing and duplicates nothing', async 
   writeFileSync(script, `
     import { MemoryBus } from ${JSON.stringify(new URL('../bus/memory.ts', import.meta.url).pathname)};
     import { Agent } from ${JSON.stringify(new URL('./agent.ts', import.meta.url).pathname)};
+    import { DiskPackageStore } from ${JSON.stringify(new URL('../controller/packages.ts', import.meta.url).pathname)};
+    import { servePackageChunks } from ${JSON.stringify(new URL('../sync/package-chunks.ts', import.meta.url).pathname)};
     const bus = new MemoryBus();
+    servePackageChunks(bus, new DiskPackageStore(${JSON.stringify(join(root, 'packages', 'served-packages'))}));
     const agent = new Agent({ nodeId: 'killed', name: 'killed', bus, dataDir: ${JSON.stringify(dataDir)}, portRange: [35000, 35999] });
     await agent.start();
     await bus.request('enjin.agent.killed.rpc', { op: 'prepare', version: ${JSON.stringify(v)} }, { timeoutMs: 60000 });

@@ -1,12 +1,12 @@
 // The agent: one per node; answers the controller's requests on the bus, supervises instances, and reports the node's state.
-import { randomUUID } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { componentLogger } from '../log/logger.ts';
 import type { Bus, Subscription } from '../bus/bus.ts';
-import { invalid, nodeDiskFull, notFound } from '../core/errors.ts';
-import { subjects, type AgentReply, type AgentRequest, type InstanceReport, type NodeInfo, type NodeStateUpdate, type Notification } from '../core/messages.ts';
-import type { NodeDisk } from '../core/model.ts';
+import { EnjinError, invalid, nodeDiskFull, notFound } from '../core/errors.ts';
+import { subjects, type AgentReply, type AgentRequest, type NodeInfo, type NodeInventory, type Notification, type VersionSpec } from '../core/messages.ts';
+import { NodeStateReports } from './state-reports.ts';
+import type { NodeCapacity, NodeDisk, NodeRole } from '../core/model.ts';
 import { AppAccounts, appsDirFor } from './app-accounts.ts';
 import type { Driver } from './drivers/driver.ts';
 import { ProcessDriver } from './drivers/process.ts';
@@ -16,9 +16,15 @@ import { InstanceLogs } from './instance-logs.ts';
 import { LogPump } from './log-pump.ts';
 import { readLog } from './logs.ts';
 import { PortAllocator } from './ports.ts';
-import { checkId, VersionStore } from './versions.ts';
-
-const LOG_RETENTION_MS = 7 * 24 * 3600_000;
+import { checkId, checkVersion, VersionStore } from './versions.ts';
+import { measureDisk, pruneOldLogs } from './disk-space.ts';
+import { DesiredState } from './desired.ts';
+import { DesiredStateReceiver } from '../sync/desired-receiver.ts';
+import { BusPackageSource, type PackageFetchOptions } from '../sync/package-fetch.ts';
+import { servePackageChunks } from '../sync/package-chunks.ts';
+import { CensusResponder } from './census.ts';
+import { OneOffRunner } from './one-off.ts';
+import { checkVolumes, VolumeStore } from './volumes.ts';
 
 /** The agent's own log, on stderr (stdout of `enjin up` is its machine-readable output). */
 const log = componentLogger('agent');
@@ -51,6 +57,8 @@ export interface AgentOptions {
   /** env given to every instance and prepare command on top of PATH, HOME and LANG (which come from the agent) */
   baseEnv?: Record<string, string>;
   labels?: Record<string, string>;
+  /** what the node offers, reported with its state (cluster nodes) */
+  capacity?: NodeCapacity;
   /** restart delays, default 1 s doubling to 60 s, reset after 30 s up */
   backoff?: Partial<BackoffPolicy>;
   /** how long an instance that does not listen must stay up to be running, default 1000 */
@@ -58,6 +66,14 @@ export interface AgentOptions {
   /** pause between readiness probes, default 250 */
   probeIntervalMs?: number;
   driver?: Driver;
+  /** how packages are fetched from the controllers (chunk timeouts, requests in flight) */
+  packageFetch?: PackageFetchOptions;
+  /** how often the sizes of the node's volumes are measured for its reports, ms; default 60000 */
+  volumeMeasureMs?: number;
+  /** what the node was joined as, told in its inventory; default ['agent'] */
+  roles?: NodeRole[];
+  /** the compartment the node was joined in, told in its inventory; default null */
+  compartment?: string | null;
 }
 
 export class Agent {
@@ -76,23 +92,26 @@ export class Agent {
   /** things the operator should know, one line each (e.g. apps' files kept outside the data directory) */
   readonly notices: string[] = [];
   private supervisor: Supervisor | null = null;
+  /** what the controller wants this node to run, kept on disk */
+  private desired: DesiredState | null = null;
+  private desiredReceiver: DesiredStateReceiver | null = null;
   private subs: Subscription[] = [];
   private timers: NodeJS.Timeout[] = [];
   private running = false;
-  // state exchange
-  private incarnation = '';
-  private seq = 0;
-  /** nothing is published before the first full (seq 0) update */
-  private publishing = false;
-  private changed = new Set<string>();
-  private removed = new Set<string>();
-  private flushScheduled = false;
+  /** this node's state as the controller hears it (see state-reports.ts) */
+  private readonly reports: NodeStateReports;
+  private readonly census: CensusResponder;
+  /** one-off processes (`enjin run`) */
+  private readonly oneOffRuns: OneOffRunner;
+  /** projects' data directories that outlive their versions */
+  private readonly volumes: VolumeStore;
+  private volumesMeasuredAt = 0;
 
   constructor(o: AgentOptions) {
     this.o = o;
     // The node id is a token of bus subjects: no dots, no wildcards.
     if (checkId('node', o.nodeId).includes('.')) throw invalid(`node id ${o.nodeId} must not contain '.'`);
-    this.node = { nodeId: o.nodeId, name: o.name, address: o.address ?? '127.0.0.1', labels: o.labels ?? {} };
+    this.node = { nodeId: o.nodeId, name: o.name, address: o.address ?? '127.0.0.1', labels: o.labels ?? {}, ...(o.capacity ? { capacity: o.capacity } : {}) };
     this.driver = o.driver ?? new ProcessDriver();
     this.logsDir = join(o.dataDir, 'logs');
     // Instances see a chosen environment, never the agent's own (it may hold credentials).
@@ -114,7 +133,17 @@ export class Agent {
     if (this.appsDir !== o.dataDir) this.notices.push(`apps cannot pass through a directory above ${o.dataDir}: their versions and HOMEs are kept in ${this.appsDir}`);
     this.versionsDir = join(this.appsDir, 'versions');
     this.accounts = new AppAccounts(join(this.appsDir, 'homes'), this.baseEnv.HOME);
-    this.versions = new VersionStore(this.versionsDir, () => this.baseEnv, { pump: this.logPump, logMaxBytes }, this.driver, this.accounts);
+    this.volumes = new VolumeStore(join(this.appsDir, 'volumes'), this.accounts, () => this.volumesChanged());
+    this.reports = new NodeStateReports({ bus: o.bus, nodeId: o.nodeId, node: this.node, reports: () => this.supervisor?.reports() ?? [], report: (id) => this.supervisor?.report(id) ?? null });
+    this.census = new CensusResponder(o.bus, o.nodeId, () => this.publishFull());
+    this.versions = new VersionStore(this.versionsDir, () => this.baseEnv, { pump: this.logPump, logMaxBytes }, this.driver, new BusPackageSource(o.bus, o.packageFetch), this.accounts);
+    this.oneOffRuns = new OneOffRunner({
+      nodeId: o.nodeId, bus: o.bus, driver: this.driver, dir: join(o.dataDir, 'runs'),
+      preparedDir: (id) => (this.versions.isPrepared(id) ? this.versions.path(id) : null),
+      account: (project) => this.accounts.forProject(project),
+      baseEnv: () => this.baseEnv,
+      volumes: this.volumes,
+    });
   }
 
   async start(): Promise<void> {
@@ -143,9 +172,9 @@ export class Agent {
       if (name.startsWith('.download-')) rmSync(join(this.versionsDir, name), { force: true });
     }
     await this.versions.reapOrphans();
-    this.incarnation = randomUUID();
-    this.seq = 0;
-    this.publishing = false;
+    await this.oneOffRuns.reapOrphans();
+    this.node.volumes = this.volumes.list();
+    this.reports.begin();
     const supervisor = new Supervisor({
       nodeId: o.nodeId,
       address: this.node.address,
@@ -154,21 +183,40 @@ export class Agent {
       versions: this.versions,
       logs: this.logs,
       accounts: this.accounts,
+      volumes: this.volumes,
       statePath: join(o.dataDir, 'state.json'),
       baseEnv: this.baseEnv,
       backoff: { initialMs: 1000, maxMs: 60_000, resetAfterMs: 30_000, ...(o.backoff ?? {}) },
       settleMs: o.settleMs ?? 1000,
       probeIntervalMs: o.probeIntervalMs ?? 250,
-      onChange: (id) => this.markChanged(id),
-      onRemove: (id) => this.markRemoved(id),
+      onChange: (id) => this.reports.instanceChanged(id),
+      onRemove: (id) => this.reports.instanceRemoved(id),
       notify: (n) => this.notify(n),
     });
     this.supervisor = supervisor;
     await supervisor.recover();
     this.running = true;
+    const desired = new DesiredState({
+      nodeId: o.nodeId,
+      path: join(o.dataDir, 'desired.json'),
+      has: (id) => supervisor.has(id),
+      isPrepared: (versionId) => this.versions.isPrepared(versionId),
+      prepare: (version) => this.prepareVersion(version),
+      start: (spec) => supervisor.start(spec),
+      stop: (id) => supervisor.stop(id),
+      reportRemoved: (id) => this.reports.instanceRemoved(id),
+      notify: (n) => this.notify(n),
+    });
+    this.desired = desired;
+    // Before any controller answers: what the node was last told keeps running (and starts what had not yet).
+    desired.load();
     this.subs.push(o.bus.handle(subjects.agentRpc(o.nodeId), (data) => this.answer(data as AgentRequest)));
     this.subs.push(o.bus.subscribe(subjects.resync(o.nodeId), () => this.publishFull()));
+    this.census.start();
+    this.subs.push(servePackageChunks(o.bus, this.versions.keptPackages, { subject: subjects.nodePackageChunk(o.nodeId), queue: null, missingHint: 'this node no longer keeps that package' }));
     this.publishFull();
+    this.desiredReceiver = new DesiredStateReceiver(o.bus, o.nodeId, { full: (u) => desired.full(u), delta: (u) => desired.delta(u) });
+    this.desiredReceiver.start();
     const heartbeat = setInterval(() => this.heartbeat(), o.heartbeatMs ?? 15_000);
     this.pruneLogs();
     const prune = setInterval(() => this.pruneLogs(), 3600_000);
@@ -182,11 +230,15 @@ export class Agent {
     this.subs = [];
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
+    this.census.stop();
+    this.desiredReceiver?.stop();
+    const applied = this.desired?.close();
     await this.versions.stop();
+    await this.oneOffRuns.stop();
     await this.supervisor!.shutdown(opts.stopInstances);
+    await applied;
     this.logPump.stop();
-    this.flush();
-    this.publishing = false;
+    this.reports.stop();
   }
 
   // ---- requests -------------------------------------------------------------------------------------------------
@@ -194,12 +246,8 @@ export class Agent {
   private async answer(req: AgentRequest): Promise<AgentReply> {
     const sup = this.supervisor!;
     switch (req?.op) {
-      case 'prepare': {
-        // A version already here costs no space; a new one is refused while the disk is low.
-        const disk = this.checkDisk();
-        if (disk?.low && !this.versions.isPrepared(checkId('version', req.version?.versionId))) throw nodeDiskFull(this.node.name, disk.freeBytes, disk.minFreeBytes);
-        return { op: 'prepare', ok: true, log: await this.versions.prepare(req.version) };
-      }
+      case 'prepare':
+        return { op: 'prepare', ok: true, log: await this.prepareVersion(req.version) };
       case 'start':
         return { op: 'start', ok: true, report: await sup.start(req.instance) };
       case 'stop':
@@ -222,6 +270,14 @@ export class Agent {
         const chunk = await this.versions.prepareLogFrom(req.versionId, req.offset);
         return { op: 'prepare-log', ok: true, log: chunk.data, offset: chunk.offset };
       }
+      case 'release': {
+        const version = checkVersion(req.version);
+        if (typeof req.command !== 'string' || !req.command.trim()) throw invalid('release needs a command');
+        if (req.env !== undefined && (!req.env || typeof req.env !== 'object' || Object.values(req.env).some((v) => typeof v !== 'string'))) throw invalid('release env must map names to strings');
+        // A release command (a migration) sees the project's volumes like its instances do.
+        const volumes = req.volumes === undefined ? {} : this.volumes.ensure(req.workspace ?? 'default', version.project, checkVolumes(req.volumes));
+        return { op: 'release', ok: true, log: await this.versions.runRelease(version, req.command, { ...req.env, ...volumes }) };
+      }
       case 'cancel-prepare':
         checkId('version', req.versionId);
         return { op: 'cancel-prepare', ok: true, cancelled: this.versions.cancel(req.versionId) };
@@ -230,65 +286,72 @@ export class Agent {
         const removed = await this.versions.gc(req.keep, sup.versionsInUse());
         return { op: 'gc', ok: true, removed };
       }
+      case 'volumes':
+        return { op: 'volumes', ok: true, volumes: await this.measureVolumes() };
+      case 'drop-volumes': {
+        const running = sup.reports().filter((r) => r.project === req.project);
+        if (running.length) {
+          throw new EnjinError('volumes_in_use', `${running.length} instance(s) of ${req.project} still run on node ${this.node.name} (${running.map((r) => r.instanceId).join(', ')}); stop them before removing its volumes`, { status: 409 });
+        }
+        const removed = this.volumes.drop(req.workspace, req.project, req.names);
+        for (const v of removed) log.info({ project: v.project, volume: v.name, dir: v.dir }, 'removed a volume as asked');
+        this.volumesChanged();
+        return { op: 'drop-volumes', ok: true, removed };
+      }
+      case 'inventory':
+        return { op: 'inventory', ok: true, inventory: await this.inventory() };
+      case 'version-manifest':
+        return { op: 'version-manifest', ok: true, ...(await this.versions.manifest(checkId('version', req.versionId))) };
+      case 'run':
+        return { op: 'run', ok: true, pid: await this.oneOffRuns.start(req.run) };
       default:
         throw invalid(`unknown agent request ${JSON.stringify((req as { op?: unknown })?.op)}`);
     }
   }
 
-  // ---- state exchange ---------------------------------------------------------------------------------------------
-
-  private markChanged(id: string): void {
-    this.removed.delete(id);
-    this.changed.add(id);
-    this.scheduleFlush();
+  /** What this node holds, for a controller rebuilding its store from the nodes. */
+  private async inventory(): Promise<NodeInventory> {
+    return {
+      node: { ...this.node, roles: this.o.roles ?? ['agent'], compartment: this.o.compartment ?? null },
+      desired: this.desired!.instances,
+      versions: await this.versions.kept(),
+    };
   }
 
-  private markRemoved(id: string): void {
-    this.changed.delete(id);
-    this.removed.add(id);
-    this.scheduleFlush();
+  /** A version already here costs no space; a new one is refused while the disk is low. */
+  private prepareVersion(version: VersionSpec): Promise<string> {
+    const disk = this.checkDisk();
+    if (disk?.low && !this.versions.isPrepared(checkId('version', version?.versionId))) throw nodeDiskFull(this.node.name, disk.freeBytes, disk.minFreeBytes);
+    return this.versions.prepare(version);
   }
 
-  private scheduleFlush(): void {
-    if (this.flushScheduled || !this.publishing) return;
-    this.flushScheduled = true;
-    // Changes made in one turn (a stop and its removal, a batch of recoveries) travel as one update.
-    setImmediate(() => {
-      this.flushScheduled = false;
-      this.flush();
-    });
-  }
-
-  private flush(): void {
-    if (!this.publishing || (!this.changed.size && !this.removed.size)) return;
-    const instances = [...this.changed].map((id) => this.supervisor!.report(id)).filter((r): r is InstanceReport => r !== null);
-    const removed = [...this.removed];
-    this.changed.clear();
-    this.removed.clear();
-    this.publish(instances, removed);
-  }
-
-  /** seq 0: everything this node has, replacing what the controller knew. */
+  /** seq 0, once running: everything this node has (at start, and when the controller or a census asks). */
   private publishFull(): void {
-    if (!this.running) return;
-    this.changed.clear();
-    this.removed.clear();
-    this.publishing = true;
-    this.seq = -1;
-    this.publish(this.supervisor!.reports(), []);
+    if (this.running) this.reports.full();
   }
 
-  /** An empty update, so a silent node is noticed; it takes a seq like any update, so a lost one shows as a gap. */
+  /** The heartbeat: free space now, volume sizes now and then, then an (empty) update. */
   private heartbeat(): void {
     this.checkDisk();
-    this.flush();
-    this.publish([], []);
+    // Walking a volume's files can be long: its size is measured now and then, not for every report.
+    if (Date.now() - this.volumesMeasuredAt >= (this.o.volumeMeasureMs ?? 60_000)) {
+      void this.measureVolumes().catch((err: unknown) => log.warn({ err }, 'measuring the sizes of the volumes failed; the next heartbeat tries again'));
+    }
+    this.reports.beat();
   }
 
-  private publish(instances: InstanceReport[], removed: string[]): void {
-    this.seq++;
-    const update: NodeStateUpdate = { node: this.node, incarnation: this.incarnation, seq: this.seq, instances, removed };
-    this.o.bus.publish(subjects.nodeState(this.o.nodeId), update);
+  /** Measures the volumes' sizes now; the next report carries them. */
+  private async measureVolumes() {
+    this.volumesMeasuredAt = Date.now();
+    const volumes = await this.volumes.measure();
+    this.node.volumes = volumes;
+    return volumes;
+  }
+
+  /** A volume was made or removed: the controller hears it at once (it places the project's instances by it). */
+  private volumesChanged(): void {
+    this.node.volumes = this.volumes.list();
+    if (this.running) this.reports.infoChanged();
   }
 
   private notify(n: Omit<Notification, 'at' | 'nodeId'>): void {
@@ -296,22 +359,10 @@ export class Agent {
     this.o.bus.publish(subjects.notifications, full);
   }
 
-  /**
-   * Measures the free space of the data directory's disk into the node's info (so every update carries it); warns
-   * once when it falls below the threshold and once when it is back. null if it cannot be measured.
-   */
+  /** The node's free space, into its info (every update carries it); a crossing of the threshold is said once. */
   private checkDisk(): NodeDisk | null {
-    let disk: NodeDisk;
-    try {
-      // Logs live in the data directory, versions may live apart (see app-accounts.ts): the fuller disk counts.
-      const [s] = [...new Set([this.o.dataDir, this.versionsDir])].map((dir) => statfsSync(dir)).sort((a, b) => a.bavail * a.bsize - b.bavail * b.bsize);
-      const minFreeBytes = this.o.minFreeDiskBytes ?? 2 ** 30;
-      const freeBytes = s.bavail * s.bsize;
-      disk = { freeBytes, totalBytes: s.blocks * s.bsize, minFreeBytes, low: freeBytes < minFreeBytes };
-    } catch (err) {
-      this.notify({ kind: 'info', message: `the free space of ${this.o.dataDir} cannot be measured: ${(err as Error).message}` });
-      return null;
-    }
+    const disk = measureDisk([this.o.dataDir, this.versionsDir], this.o.minFreeDiskBytes ?? 2 ** 30, (message) => this.notify({ kind: 'info', message }));
+    if (!disk) return null;
     const was = this.node.disk?.low ?? false;
     this.node.disk = disk;
     if (disk.low !== was) {
@@ -325,18 +376,7 @@ export class Agent {
     return disk;
   }
 
-  /** Logs of forgotten instances stay readable for a week (a post-mortem needs them), then go. */
   private pruneLogs(): void {
-    const cutoff = Date.now() - LOG_RETENTION_MS;
-    for (const name of readdirSync(this.logsDir)) {
-      const id = name.replace(/\.(log(\.1)?|fifo)$/, '');
-      if (this.supervisor?.has(id)) continue;
-      const path = join(this.logsDir, name);
-      try {
-        if (statSync(path).mtimeMs < cutoff) rmSync(path, { force: true });
-      } catch {
-        // gone meanwhile
-      }
-    }
+    pruneOldLogs(this.logsDir, (id) => this.supervisor?.has(id) ?? false);
   }
 }

@@ -41,7 +41,13 @@ export class AppAccounts {
    * homesDir: where per-project HOME directories go. ownHome: the HOME apps get when they run as the agent's own
    * user (then they can read whatever the agent can anyway).
    */
-  constructor(private readonly homesDir: string, private readonly ownHome: string) {}
+  /** cachesDir: where each project's build cache goes (default: beside homesDir) */
+  constructor(private readonly homesDir: string, private readonly ownHome: string, private readonly cachesDir = join(dirname(homesDir), 'caches')) {}
+
+  /** where every project's build cache lives */
+  get cachesRoot(): string {
+    return this.cachesDir;
+  }
 
   /** true when apps run as another user than the agent */
   get separate(): boolean {
@@ -54,6 +60,23 @@ export class AppAccounts {
     this.user = await ensureSystemUser(APP_USER);
     mkdirSync(this.homesDir, { recursive: true, mode: 0o711 });
     chmodSync(this.homesDir, 0o711);
+  }
+
+  /**
+   * The build cache of a project on this node (npm's and pip's caches, the last node_modules or virtualenv), kept
+   * between its versions; made on first use, owned by the project's user and private to it, like its versions.
+   */
+  cacheDir(project: string): string {
+    mkdirSync(this.cachesDir, { recursive: true, mode: 0o711 });
+    const dir = join(this.cachesDir, checkId('project', project));
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const owner = this.owner(project);
+    if (owner) {
+      chmodSync(this.cachesDir, 0o711);
+      chownSync(dir, owner.uid, owner.gid);
+    }
+    chmodSync(dir, 0o700);
+    return dir;
   }
 
   /** The owner a project's files get (its version directories); null when apps run as the agent's user. */

@@ -32,6 +32,7 @@ const spec = (versionId: string): InstanceSpec => ({
 
 async function startAgent(dataDir: string, opts: Partial<AgentOptions> = {}) {
   const bus = new MemoryBus();
+  packages.serve(bus);
   const updates: NodeStateUpdate[] = [];
   const notes: Notification[] = [];
   const instances = new Map<string, InstanceReport>();

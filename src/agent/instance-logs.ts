@@ -4,6 +4,7 @@ import { lstatSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { CappedLog } from './log-writer.ts';
 import { openFifoReader, type LogPump, type Pumped } from './log-pump.ts';
+import { stampLines } from './log-stamp.ts';
 
 /** How long a stop waits for an instance's last output to reach its log. */
 const DRAIN_MS = 2000;
@@ -63,11 +64,11 @@ export class InstanceLogs {
     return fifo;
   }
 
-  /** A line from the agent itself, in the same log and through the same cap. */
+  /** Lines from the agent itself (`[enjin] …`), stamped like the app's, in the same log and through the same cap. */
   line(instanceId: string, text: string): void {
     const e = this.entries.get(instanceId);
     const log = e?.log ?? new CappedLog(this.logPath(instanceId), this.o.maxBytes, (err) => this.o.onError(instanceId, err));
-    log.write(text);
+    log.write(stampLines(text));
     if (!e) log.close();
   }
 
@@ -117,7 +118,7 @@ export class InstanceLogs {
   private attach(instanceId: string, e: Entry): void {
     if (e.reopen) clearTimeout(e.reopen);
     e.reopen = null;
-    const reader = this.o.pump.pump(openFifoReader(this.fifoPath(instanceId)), e.log);
+    const reader = this.o.pump.pump(openFifoReader(this.fifoPath(instanceId)), e.log, { stampLines: true });
     e.reader = reader;
     const openedAt = Date.now();
     void reader.done.then(() => {

@@ -9,6 +9,7 @@ export function checkSpec(spec: unknown): InstanceSpec {
   if (!s || typeof s !== 'object') throw invalid('start needs an instance spec');
   checkId('instance', s.instanceId);
   checkId('version', s.versionId);
+  if (s.buildId !== undefined) checkId('version', s.buildId);
   if (typeof s.command !== 'string' || !s.command.trim()) throw invalid(`instance ${s.instanceId} has no command`);
   for (const f of ['startTimeout', 'stopTimeout'] as const) {
     if (typeof s[f] !== 'number' || !(s[f] >= 0)) throw invalid(`instance ${s.instanceId}: ${f} must be a number of seconds`);
@@ -17,4 +18,9 @@ export function checkSpec(spec: unknown): InstanceSpec {
     throw invalid(`instance ${s.instanceId}: env must map names to strings`);
   }
   return s;
+}
+
+/** The version whose prepared directory an instance runs in: its build (a config release runs an earlier version's). */
+export function buildOf(spec: InstanceSpec): string {
+  return spec.buildId ?? spec.versionId;
 }

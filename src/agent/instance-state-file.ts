@@ -1,10 +1,16 @@
 // The supervisor's record of its instances on the node's disk, and what a failure to write it means.
 import { EnjinError } from '../core/errors.ts';
+import { componentLogger } from '../log/logger.ts';
 import { loadLocalState, saveLocalState, type PersistedInstance } from './local-state.ts';
+import { NodeSecrets } from './secrets-at-rest.ts';
 import type { Managed, Notify } from './supervised-instance.ts';
+
+const log = componentLogger('agent');
 
 export class InstanceStateFile {
   private readonly path: string;
+  /** instances' env is sealed under the node's key in the file, never written in clear */
+  private readonly secrets: NodeSecrets;
   private readonly nodeId: string;
   private readonly notify: Notify;
   /** why the last write of the local state failed (disk full, read-only): null once a write succeeds again */
@@ -14,10 +20,21 @@ export class InstanceStateFile {
     this.path = path;
     this.nodeId = nodeId;
     this.notify = notify;
+    this.secrets = NodeSecrets.beside(path);
   }
 
   load(): PersistedInstance[] {
-    return loadLocalState(this.path);
+    const { instances, plain } = loadLocalState(this.path, this.secrets);
+    if (plain) {
+      // Written by an earlier agent with env in clear: sealed now, not at the next change, which may be far off.
+      try {
+        saveLocalState(this.path, instances, this.secrets);
+        log.info({ nodeId: this.nodeId, path: this.path }, 'sealed the environments an earlier agent had written in clear');
+      } catch (err) {
+        log.error({ err, nodeId: this.nodeId, path: this.path }, 'could not write the local state again with its environments sealed; the next change tries again');
+      }
+    }
+    return instances;
   }
 
   /** The reason nothing may start now (the last write failed), or null. */
@@ -57,6 +74,6 @@ export class InstanceStateFile {
       lastExit: m.lastExit,
       message: m.message,
     }));
-    saveLocalState(this.path, records);
+    saveLocalState(this.path, records, this.secrets);
   }
 }

@@ -2,18 +2,22 @@
 import { EnjinError } from '../core/errors.ts';
 import type { InstanceReport } from '../core/messages.ts';
 import type { AppAccounts } from './app-accounts.ts';
+import { instanceEnv } from './build-env.ts';
 import type { Driver, TaskExit, TaskHandle } from './drivers/driver.ts';
 import type { InstanceLogs } from './instance-logs.ts';
-import { checkSpec } from './instance-spec.ts';
+import { buildOf, checkSpec } from './instance-spec.ts';
 import { InstanceStateFile } from './instance-state-file.ts';
 import type { PersistedInstance } from './local-state.ts';
 import { tailLines } from './logs.ts';
-import { portIsFree, type PortAllocator } from './ports.ts';
+import type { PortAllocator } from './ports.ts';
 import { nextBackoff, type BackoffPolicy } from './restart-backoff.ts';
 import { awaitReadiness } from './readiness.ts';
 import { readopt } from './readoption.ts';
 import { describeExit, toReport, type Kind, type Managed, type Notify, type Run } from './supervised-instance.ts';
+import { whyNotReady } from './start-failure.ts';
+import { shutdownInstances } from './instance-shutdown.ts';
 import { checkId, type VersionStore } from './versions.ts';
+import { volumeEnvFor, type VolumeStore } from './volumes.ts';
 
 export interface SupervisorOptions {
   nodeId: string;
@@ -25,6 +29,8 @@ export interface SupervisorOptions {
   logs: InstanceLogs;
   /** who instances run as, and their HOME */
   accounts: AppAccounts;
+  /** makes the volume directories an instance uses and gives their variables; absent: volumes are refused */
+  volumes?: Pick<VolumeStore, 'ensure'>;
   statePath: string;
   /** environment every instance starts from (PATH, HOME, LANG, the agent's baseEnv) */
   baseEnv: Record<string, string>;
@@ -62,7 +68,7 @@ export class Supervisor {
   }
 
   versionsInUse(): Set<string> {
-    return new Set([...this.instances.values()].map((m) => m.spec.versionId));
+    return new Set([...this.instances.values()].map((m) => buildOf(m.spec)));
   }
 
   reports(): InstanceReport[] {
@@ -94,8 +100,8 @@ export class Supervisor {
       await m.launching;
       return this.reportOf(m);
     }
-    if (!this.o.versions.isPrepared(spec.versionId)) {
-      throw new EnjinError('version_not_prepared', `version ${spec.versionId} is not prepared on node ${this.o.nodeId}; prepare it before starting instance ${id}`, { status: 409 });
+    if (!this.o.versions.isPrepared(buildOf(spec))) {
+      throw new EnjinError('version_not_prepared', `version ${buildOf(spec)} is not prepared on node ${this.o.nodeId}; prepare it before starting instance ${id}`, { status: 409 });
     }
     if (m && m.state === 'backoff') {
       // It is being kept alive already: restart it now rather than after the backoff delay.
@@ -173,19 +179,14 @@ export class Supervisor {
     m.state = 'starting';
     m.message = null;
     this.touch(m);
-    if (!this.o.versions.isPrepared(spec.versionId)) {
+    if (!this.o.versions.isPrepared(buildOf(spec))) {
       // Retrying cannot help until someone prepares the version again.
-      return this.fail(m, gen, 'rpc', new EnjinError('version_not_prepared', `version ${spec.versionId} is not prepared on node ${this.o.nodeId}`, { status: 409 }));
+      return this.fail(m, gen, 'rpc', new EnjinError('version_not_prepared', `version ${buildOf(spec)} is not prepared on node ${this.o.nodeId}`, { status: 409 }));
     }
     if (spec.listens) {
-      let port = m.port;
+      let port: number;
       try {
-        // A port can be taken behind our back while an instance is down; the router learns a new one from our state.
-        if (port !== null && !(await portIsFree(port))) {
-          this.o.ports.release(port, spec.instanceId);
-          port = m.port = null;
-        }
-        if (port === null) port = await this.o.ports.allocate(spec.instanceId);
+        port = await this.o.ports.forLaunch(spec.instanceId, m.port);
       } catch (err) {
         return this.fail(m, gen, kind, err as Error);
       }
@@ -204,11 +205,11 @@ export class Supervisor {
     let handle: TaskHandle;
     try {
       const account = this.o.accounts.forProject(spec.project);
-      const env: Record<string, string> = { ...this.o.baseEnv, HOME: account.home, ...spec.env };
-      if (spec.listens && m.port !== null) env.PORT = String(m.port);
+      const versionDir = this.o.versions.path(buildOf(spec));
+      const env = { ...instanceEnv(this.o.baseEnv, account.home, spec, versionDir, m.port), ...volumeEnvFor(this.o.volumes, `instance ${spec.instanceId}`, spec.workspace, spec.project, spec.volumes) };
       this.logLine(m, `starting \`${spec.command}\`${env.PORT ? ` on port ${env.PORT}` : ''}`);
       const output = this.o.logs.open(spec.instanceId);
-      handle = await this.o.driver.start({ id: spec.instanceId, command: spec.command, cwd: this.o.versions.path(spec.versionId), env, logPath: output, uid: account.uid, gid: account.gid });
+      handle = await this.o.driver.start({ id: spec.instanceId, command: spec.command, cwd: versionDir, env, logPath: output, uid: account.uid, gid: account.gid });
     } catch (err) {
       return this.fail(m, gen, kind, err as Error);
     }
@@ -238,21 +239,15 @@ export class Supervisor {
   private async settle(m: Managed, run: Run, gen: number, kind: Kind): Promise<void> {
     const spec = m.spec;
     const outcome = await awaitReadiness(m, run, gen, this.o.driver, this.o);
-    if (gen !== m.gen) throw this.cancelled(m);
+    if (outcome === 'cancelled' || gen !== m.gen) throw this.cancelled(m);
     if (outcome === 'ready') {
       m.state = 'running';
       m.message = null;
       this.touch(m);
       return;
     }
-    let reason: string;
-    if (outcome === 'timeout') {
-      reason = spec.listens
-        ? `it was not ready within ${spec.startTimeout} s (${spec.healthPath ? `GET ${spec.healthPath} on port ${m.port} did not answer 2xx/3xx` : `nothing accepted connections on port ${m.port}`})`
-        : `it did not stay up`;
-    } else {
-      reason = `it ${describeExit(run.exit!)} before it was ready`;
-    }
+    const reason = await whyNotReady(m, run, outcome, this.o.driver);
+    if (gen !== m.gen) throw this.cancelled(m);
     // Detach first, so the exit this kill causes is not taken for a crash.
     m.run = null;
     run.unwatch.abort();
@@ -289,7 +284,7 @@ export class Supervisor {
   /** The watched process of a run exited. Only a running instance's exit is a crash; other cases are handled where they happen. */
   private exited(m: Managed, run: Run, exit: TaskExit): void {
     if (m.run !== run || run.unwatch.signal.aborted) return;
-    m.lastExit = { code: exit.code, signal: exit.signal, at: new Date().toISOString() };
+    m.lastExit = { code: exit.code, signal: exit.signal, at: new Date().toISOString(), ...(exit.oomKilled ? { oomKilled: true } : {}) };
     if (m.state !== 'running' || m.stopping || this.closed) return;
     const spec = m.spec;
     const how = describeExit(exit);
@@ -361,38 +356,14 @@ export class Supervisor {
    */
   async shutdown(stopInstances: boolean): Promise<void> {
     this.closed = true;
-    const stops: Promise<void>[] = [];
-    for (const m of this.instances.values()) {
-      this.changeCourse(m);
-      const run = m.run;
-      if (!stopInstances) {
-        run?.unwatch.abort();
-        continue;
-      }
-      if (m.mode !== 'run' && m.mode !== 'shutdown') continue;
-      m.mode = 'shutdown';
-      if (!run) {
-        m.state = 'stopped';
-        continue;
-      }
-      m.state = 'stopping';
-      stops.push(
-        this.o.driver.stop(run.handle, { timeoutMs: m.spec.stopTimeout * 1000 }).then(() => {
-          run.unwatch.abort();
-          m.run = null;
-          m.state = 'stopped';
-          this.logLine(m, 'stopped (agent shutdown)');
-          this.touch(m);
-        }),
-      );
-    }
-    this.persist();
-    await Promise.all(stops);
-    // Stops requested before the shutdown finish as asked.
-    await Promise.all([...this.instances.values()].map((m) => m.stopping).filter(Boolean));
-    this.persist();
-    // Stopped instances' last output is drained; running ones keep theirs in the FIFO for the next agent.
-    await this.o.logs.closeAll(stopInstances);
+    await shutdownInstances([...this.instances.values()], stopInstances, {
+      driver: this.o.driver,
+      logs: this.o.logs,
+      changeCourse: (m) => this.changeCourse(m),
+      logLine: (m, line) => this.logLine(m, line),
+      touch: (m) => this.touch(m),
+      persist: () => this.persist(),
+    });
   }
 
   // ---- bookkeeping ------------------------------------------------------------------------------------------------
@@ -424,6 +395,6 @@ export class Supervisor {
 
   /** A line from the agent in the instance's own log, so its history reads in one place. */
   private logLine(m: Managed, line: string): void {
-    this.o.logs.line(m.spec.instanceId, `[enjin ${new Date().toISOString()}] ${line}\n`);
+    this.o.logs.line(m.spec.instanceId, `[enjin] ${line}\n`);
   }
 }

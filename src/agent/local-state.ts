@@ -4,6 +4,7 @@ import { EnjinError } from '../core/errors.ts';
 import type { InstanceSpec } from '../core/messages.ts';
 import type { InstanceCurrent, InstanceState } from '../core/model.ts';
 import type { TaskHandle } from './drivers/driver.ts';
+import type { NodeSecrets, SealedSpec } from './secrets-at-rest.ts';
 
 /**
  * What the agent was last doing with an instance:
@@ -26,17 +27,22 @@ export interface PersistedInstance {
   message: string | null;
 }
 
+/**
+ * format 2: each spec's env sealed (`sealedEnv`) under the node's key; format 1 (earlier agents) had it in clear, and
+ * is still read, then written again sealed.
+ */
 interface StateFile {
-  format: 1;
-  instances: PersistedInstance[];
+  format: 1 | 2;
+  instances: Array<Omit<PersistedInstance, 'spec'> & { spec: SealedSpec | InstanceSpec }>;
 }
 
-export function loadLocalState(path: string): PersistedInstance[] {
+/** The instances recorded in `path`, and whether any env was in clear there (the file should be written again). */
+export function loadLocalState(path: string, secrets: NodeSecrets): { instances: PersistedInstance[]; plain: boolean } {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { instances: [], plain: false };
     throw err;
   }
   let parsed: StateFile;
@@ -46,16 +52,23 @@ export function loadLocalState(path: string): PersistedInstance[] {
     // Starting with nothing would start duplicates of instances that still run: refuse, and say where to look.
     throw new EnjinError('agent_state_corrupt', `${path} is not valid JSON (${(err as Error).message}); fix or remove it (removing it forgets the instances this node runs)`, { status: 500 });
   }
-  return Array.isArray(parsed.instances) ? parsed.instances : [];
+  let plain = false;
+  const instances = (Array.isArray(parsed.instances) ? parsed.instances : []).map((rec) => {
+    // Like a file that is not JSON: an env that cannot be opened would restart instances without their config.
+    const opened = secrets.openSpec(rec?.spec, path);
+    plain ||= opened.plain;
+    return { ...rec, spec: opened.spec };
+  });
+  return { instances, plain };
 }
 
 /**
  * Written synchronously, temp file then rename: the file is always whole, and once a change (a new pid) is made in
  * memory it is on disk before anything else runs, so a kill -9 of the agent cannot lose a process it started.
  */
-export function saveLocalState(path: string, instances: PersistedInstance[]): void {
+export function saveLocalState(path: string, instances: PersistedInstance[], secrets: NodeSecrets): void {
   const tmp = `${path}.tmp`;
-  const body: StateFile = { format: 1, instances };
+  const body: StateFile = { format: 2, instances: instances.map((rec) => ({ ...rec, spec: secrets.sealSpec(rec.spec) })) };
   writeFileSync(tmp, JSON.stringify(body, null, 1), { mode: 0o600 });
   renameSync(tmp, path);
 }

@@ -11,6 +11,9 @@ import { Agent, type AgentOptions } from './agent.ts';
 import { readProcStat } from './drivers/process.ts';
 import { startPackageServer, type PackageServer } from './package-server.test-support.ts';
 
+/** The time the agent stamps before each line of instance output (log-stamp.ts), as a regular expression. */
+const STAMP = String.raw`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z `;
+
 const root = mkdtempSync(join(tmpdir(), 'enjin-flood-'));
 let packages: PackageServer;
 const agents = new Set<Agent>();
@@ -42,6 +45,7 @@ const spec = (versionId: string, command: string): InstanceSpec => ({
 
 async function startAgent(dataDir: string, opts: Partial<AgentOptions> = {}): Promise<{ agent: Agent; rpc: <T extends AgentReply>(req: AgentRequest) => Promise<T> }> {
   const bus = new MemoryBus();
+  packages.serve(bus);
   const agent = new Agent({ nodeId: 'flood', name: 'flood', bus, dataDir, heartbeatMs: 60_000, settleMs: 300, portRange: [36000, 36999], ...opts });
   agents.add(agent);
   await agent.start();
@@ -84,15 +88,15 @@ test('`yes` and a 200 MB burst: logs stay within their cap, the agent stays cool
   assert.ok(maxRss - rss0 < 100 * 1024 * 1024, `the agent's memory grew by ${((maxRss - rss0) / 2 ** 20).toFixed(0)} MB`);
   for (const l of logs) assert.ok(fileSize(`${l}.1`) > 0, 'the logs were rotated');
   // whole lines on both sides of a rotation
-  assert.match(readFileSync(`${logs[0]}.1`, 'utf8'), /^(y\n)+$/);
-  assert.match(readFileSync(`${logs[1]}.1`, 'utf8'), /^(b{99}\n)+$/);
+  assert.match(readFileSync(`${logs[0]}.1`, 'utf8'), new RegExp(`^(${STAMP}y\n)+$`));
+  assert.match(readFileSync(`${logs[1]}.1`, 'utf8'), new RegExp(`^(${STAMP}b{99}\n)+$`));
   // Right after a rotation the live file may still be empty: read until the flood has written to it again.
   let tail = { data: '' };
   for (let i = 0; i < 100 && tail.data === ''; i++) {
     tail = await rpc<Extract<AgentReply, { op: 'logs' }>>({ op: 'logs', instanceId: yes.instanceId, offset: -1, maxBytes: 100 });
     if (tail.data === '') await sleep(50);
   }
-  assert.match(tail.data, /^(y\n)+$/, 'the logs request reads the live file');
+  assert.match(tail.data, new RegExp(`(${STAMP}y\n)+$`), 'the logs request reads the live file');
   const stopping = Date.now();
   await agent.stop({ stopInstances: true });
   assert.ok(Date.now() - stopping < 30_000, 'the agent stopped while its apps flooded');
@@ -111,7 +115,7 @@ test('after an agent restart the adopted instance logs on, and what it wrote mea
   await sleep(500);
   await first.agent.stop({ stopInstances: false });
   agents.delete(first.agent);
-  const linesAt = (text: string): number[] => [...text.matchAll(/^line (\d+)$/gm)].map((m) => Number(m[1]));
+  const linesAt = (text: string): number[] => [...text.matchAll(new RegExp(`^${STAMP}line (\\d+)$`, 'gm'))].map((m) => Number(m[1]));
   const before = linesAt(readFileSync(log, 'utf8')).at(-1)!;
   await sleep(1500); // the app writes on into the FIFO with nobody reading
   assert.ok(alive(r.report.current.pid!), 'the app did not die of SIGPIPE while no agent read');

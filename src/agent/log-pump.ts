@@ -3,6 +3,7 @@ import { constants, openSync } from 'node:fs';
 import { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { CappedLog } from './log-writer.ts';
+import { LineStamper } from './log-stamp.ts';
 
 /** How often budgets refill; a paused source waits at most this long. */
 const TICK_MS = 100;
@@ -22,9 +23,12 @@ export class LogPump {
     this.perTick = Math.max(1024, Math.floor((bytesPerSecond * TICK_MS) / 1000));
   }
 
-  /** Copies `stream` into `log` within the budget until the stream ends; returns a handle to wait for or cut it. */
-  pump(stream: Readable, log: CappedLog): Pumped {
-    return new Pumped(stream, log, this);
+  /**
+   * Copies `stream` into `log` within the budget until the stream ends; returns a handle to wait for or cut it.
+   * stampLines: each line starts with the time it was read (instance output; see log-stamp.ts).
+   */
+  pump(stream: Readable, log: CappedLog, opts: { stampLines?: boolean } = {}): Pumped {
+    return new Pumped(stream, log, this, opts.stampLines ? new LineStamper() : null);
   }
 
   /** @internal */
@@ -73,7 +77,12 @@ export class Pumped {
   private lastDataAt = 0;
   readonly done: Promise<void>;
 
-  constructor(readonly stream: Readable, private readonly log: CappedLog, private readonly pump: LogPump) {
+  constructor(
+    readonly stream: Readable,
+    private readonly log: CappedLog,
+    private readonly pump: LogPump,
+    private readonly stamper: LineStamper | null = null,
+  ) {
     this.done = new Promise<void>((resolve) => {
       const finish = (): void => {
         if (this.ended) return;
@@ -84,14 +93,17 @@ export class Pumped {
       stream.on('data', (chunk: Buffer) => {
         this.bytes += chunk.length;
         this.lastDataAt = Date.now();
-        log.write(chunk);
-        pump.charge(this, chunk.length);
+        // The budget counts what goes to disk, stamps included: that bounds the disk's write rate and the agent's
+        // work per line, even for an app that floods one-byte lines.
+        pump.charge(this, this.write(chunk));
       });
       stream.once('end', finish);
       stream.once('close', finish);
       // A read error ends this source; the log keeps what arrived before it.
       stream.once('error', (err) => {
-        log.write(`[enjin ${new Date().toISOString()}] output could not be read: ${err.message}\n`);
+        const text = `output could not be read: ${err.message}\n`;
+        if (this.stamper) this.write(Buffer.from(`${this.stamper.midLine ? '\n' : ''}[enjin] ${text}`));
+        else log.write(`[enjin ${new Date().toISOString()}] ${text}`);
         finish();
       });
     });
@@ -111,11 +123,18 @@ export class Pumped {
     }
   }
 
+  /** Writes a chunk to the log (stamped if this source is); returns the bytes written. */
+  private write(chunk: Buffer): number {
+    const out = this.stamper ? this.stamper.stamp(chunk) : chunk;
+    this.log.write(out);
+    return out.length;
+  }
+
   /** Stops reading now: what was already read goes to the log, what is still in a FIFO stays there for the next reader. */
   cut(): void {
     this.pump.forget(this);
     this.stream.removeAllListeners('data');
-    for (let chunk = this.stream.read() as Buffer | null; chunk !== null; chunk = this.stream.read() as Buffer | null) this.log.write(chunk);
+    for (let chunk = this.stream.read() as Buffer | null; chunk !== null; chunk = this.stream.read() as Buffer | null) this.write(chunk);
     this.stream.destroy();
   }
 }

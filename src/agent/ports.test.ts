@@ -41,3 +41,26 @@ test('ports are handed out from the range, never twice, skipping busy ones, and 
     busy.close();
   }
 });
+
+test('a restart keeps its port while it is free, and gets another once something took it', async () => {
+  const squatter = await listen('127.0.0.1');
+  const base = squatter.port;
+  squatter.close();
+  const ports = new PortAllocator([base, base + 20]);
+  const first = await ports.allocate('inst_a');
+  assert.equal(await ports.forLaunch('inst_a', first), first, 'free and ours: kept');
+  // Another instance's port is never taken over, even if nothing listens on it right now.
+  const other = await ports.allocate('inst_b');
+  assert.notEqual(await ports.forLaunch('inst_c', other), other);
+  // Something outside enjin listens on it while the instance is down: a new port, the old one released.
+  const thief = createServer();
+  await new Promise<void>((r) => thief.listen(first, '127.0.0.1', () => r()));
+  try {
+    const next = await ports.forLaunch('inst_a', first);
+    assert.notEqual(next, first);
+    assert.equal(ports.owner(first), undefined);
+    assert.equal(ports.owner(next), 'inst_a');
+  } finally {
+    thief.close();
+  }
+});

@@ -52,6 +52,20 @@ export class PortAllocator {
     return this.taken.get(port);
   }
 
+  /**
+   * The port an instance (re)starts on: the one it had, unless something took it behind our back while the instance
+   * was down (then a new one; the router learns it from the node's state).
+   */
+  async forLaunch(instanceId: string, previous: number | null): Promise<number> {
+    const mine = previous !== null && (this.taken.get(previous) ?? instanceId) === instanceId;
+    if (mine && (await portIsFree(previous!))) {
+      this.taken.set(previous!, instanceId);
+      return previous!;
+    }
+    this.release(previous, instanceId);
+    return this.allocate(instanceId);
+  }
+
   async allocate(instanceId: string): Promise<number> {
     const size = this.high - this.low + 1;
     for (let i = 0; i < size; i++) {

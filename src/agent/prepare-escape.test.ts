@@ -62,6 +62,7 @@ async function eventually<T>(check: () => T | null | undefined | false, what: st
 let nodes = 0;
 async function startAgent(dataDir: string, opts: Partial<AgentOptions> = {}): Promise<{ agent: Agent; rpc: <T extends AgentReply>(req: AgentRequest) => Promise<T> }> {
   const bus = new MemoryBus();
+  packages.serve(bus);
   const nodeId = `prep${++nodes}`;
   const agent = new Agent({ nodeId, name: nodeId, bus, dataDir, heartbeatMs: 60_000, settleMs: 300, portRange: [37000, 37999], ...opts });
   agents.add(agent);

@@ -2,7 +2,8 @@
 // listener on that port is the instance's own.
 import { request } from 'node:http';
 import { connect } from 'node:net';
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { socketInodes } from './listening-ports.ts';
 
 export function tcpProbe(host: string, port: number, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -66,23 +67,7 @@ function listeningInodes(port: number): Set<string> {
 export function listenerAmong(pids: number[], port: number): boolean | null {
   const inodes = listeningInodes(port);
   if (inodes.size === 0) return false;
-  let readable = false;
-  for (const pid of pids) {
-    let fds: string[];
-    try {
-      fds = readdirSync(`/proc/${pid}/fd`);
-      readable = true;
-    } catch {
-      continue;
-    }
-    for (const fd of fds) {
-      try {
-        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
-        if (m && inodes.has(m[1])) return true;
-      } catch {
-        // the fd closed while we looked
-      }
-    }
-  }
-  return readable ? false : null;
+  const held = socketInodes(pids);
+  for (const inode of held.inodes) if (inodes.has(inode)) return true;
+  return held.readable ? false : null;
 }

@@ -1,43 +1,27 @@
 // Versions on this node: fetch the package, verify and unpack it, run its prepare commands once, and drop unused ones.
-import { randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { chmod, readdir, rm, stat, writeFile, rename } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmod, mkdir, readdir, rm, stat, writeFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable, Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import type { ReadableStream as WebReadableStream } from 'node:stream/web';
-import { EnjinError, invalid, notFound } from '../core/errors.ts';
-import type { VersionSpec } from '../core/messages.ts';
+import { EnjinError, notFound } from '../core/errors.ts';
+import type { KeptVersion, VersionSpec } from '../core/messages.ts';
 import { chownTree, unpackPackage } from '../artifact/unpack.ts';
+import { formatBytes } from '../artifact/rules.ts';
+import type { BusPackageSource } from '../sync/package-fetch.ts';
+import type { PackageReader } from '../sync/package-chunks.ts';
 import type { AppAccounts } from './app-accounts.ts';
+import { withBuildPaths } from './build-env.ts';
+import { BUILD_DIR } from '../core/builders/detect.ts';
+import { BUILDER_FILES } from '../core/builders/files.ts';
 import { readLog, tailLines } from './logs.ts';
 import type { Driver, RunningCommand, TaskExit, TaskHandle } from './drivers/driver.ts';
 import type { LogPump } from './log-pump.ts';
 import { CappedLog } from './log-writer.ts';
+import { dropCachesOfGoneProjects } from './build-caches.ts';
+import { checkId, checkVersion, SAFE_ID } from './version-spec.ts';
+import { KeptPackages, listKept, markerFor, packageFileName, readVersionManifest } from './kept-versions.ts';
 
-/** Ids become file names: anything else could reach outside the data directory. */
-const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
-
-export function checkId(what: string, id: unknown): string {
-  if (typeof id !== 'string' || !SAFE_ID.test(id) || id.includes('..')) {
-    throw invalid(`${what} ${JSON.stringify(id)} is not a valid id (letters, digits, '_', '-', '.')`);
-  }
-  return id;
-}
-
-/** Checks a version spec that arrived over the bus. */
-export function checkVersion(v: unknown): VersionSpec {
-  const s = v as VersionSpec;
-  if (!s || typeof s !== 'object') throw invalid('prepare needs a version');
-  checkId('version', s.versionId);
-  if (typeof s.sha256 !== 'string' || !/^[0-9a-f]{64}$/i.test(s.sha256)) throw invalid(`version ${s.versionId}: sha256 must be 64 hex digits`);
-  if (typeof s.url !== 'string' || !/^https?:\/\//.test(s.url)) throw invalid(`version ${s.versionId}: url must be http(s)`);
-  if (typeof s.token !== 'string') throw invalid(`version ${s.versionId}: token must be a string`);
-  if (typeof s.size !== 'number' || !(s.size >= 0)) throw invalid(`version ${s.versionId}: size must be a number of bytes`);
-  if (!Array.isArray(s.prepare) || s.prepare.some((c) => typeof c !== 'string')) throw invalid(`version ${s.versionId}: prepare must be a list of commands`);
-  if (!s.env || typeof s.env !== 'object' || Object.values(s.env).some((x) => typeof x !== 'string')) throw invalid(`version ${s.versionId}: env must map names to strings`);
-  return s;
-}
+export { checkId, checkVersion, SAFE_ID } from './version-spec.ts';
 
 /** How much of a prepare log the `prepare` and `prepare-log` replies carry. */
 const PREPARE_LOG_REPLY = 256 * 1024;
@@ -66,17 +50,23 @@ export class VersionStore {
   private readonly logs: PrepareLogOptions;
   private readonly accounts: AppAccounts | null;
   private readonly driver: Driver;
+  private readonly packages: BusPackageSource;
+  /** the packages kept here, served to a controller rebuilding its store */
+  readonly keptPackages: PackageReader;
 
   /**
    * driver: what runs prepare commands (in a cgroup of their own where it can);
+   * packages: where packages are fetched from (the controllers, over the bus);
    * accounts: who prepare commands run as and who owns unpacked versions (absent: the agent's own user)
    */
-  constructor(dir: string, baseEnv: () => Record<string, string>, logs: PrepareLogOptions, driver: Driver, accounts: AppAccounts | null = null) {
+  constructor(dir: string, baseEnv: () => Record<string, string>, logs: PrepareLogOptions, driver: Driver, packages: BusPackageSource, accounts: AppAccounts | null = null) {
     this.dir = dir;
+    this.packages = packages;
     this.driver = driver;
     this.baseEnv = baseEnv;
     this.logs = logs;
     this.accounts = accounts;
+    this.keptPackages = new KeptPackages(dir, () => this.kept());
   }
 
   path(versionId: string): string {
@@ -85,6 +75,14 @@ export class VersionStore {
 
   private marker(versionId: string): string {
     return `${this.path(versionId)}.prepared`;
+  }
+
+  /**
+   * The verified package, kept so a controller that lost its store can fetch it back. In the versions directory, the
+   * agent's and not the app's (mode 0600, the agent's user): apps pass through that directory but cannot read it.
+   */
+  private packagePath(versionId: string): string {
+    return join(this.dir, packageFileName(checkId('version', versionId)));
   }
 
   private logPath(versionId: string): string {
@@ -125,13 +123,20 @@ export class VersionStore {
     const id = version.versionId;
     const dest = this.path(id);
     const tarball = join(this.dir, `.download-${id}-${randomBytes(4).toString('hex')}.tar.gz`);
-    // A directory without a marker is what an interrupted prepare left behind.
+    // A directory without a marker is what an interrupted prepare left behind; its package is fetched again.
     await rm(dest, { recursive: true, force: true });
+    await rm(this.packagePath(id), { force: true });
     // Prepare logs and markers are the agent's: no app reads another version's build output.
-    await writeFile(this.logPath(id), `fetching ${version.url}\n`, { mode: 0o600 });
+    // Which builder runs, and why, is the first thing a user looks for in the log of a deploy that built something.
+    const builderLine = version.build ? `builder: ${version.build.builder} (${version.build.reason})\n` : '';
+    await writeFile(this.logPath(id), `${builderLine}fetching package ${version.sha256.slice(0, 12)} (${formatBytes(version.size)}) from the controllers\n`, { mode: 0o600 });
     try {
-      await this.download(version, tarball);
+      // Streamed to the .download- file and checked (size, sha256) before anything is unpacked; unpacking checks again.
+      await this.packages.fetch(version, tarball);
       await unpackPackage(tarball, dest, version.sha256, undefined, this.accounts?.owner(version.project));
+      // Kept, not deleted: verified twice (while fetched, while unpacked), and owned by the agent since the fetch made it.
+      await chmod(tarball, 0o600);
+      await rename(tarball, this.packagePath(id));
     } catch (err) {
       // The prepare log is where a user looks first: the reason belongs there too.
       await writeFile(this.logPath(id), `${(err as Error).message}\n`, { flag: 'a' });
@@ -141,42 +146,60 @@ export class VersionStore {
       await rm(tarball, { force: true });
     }
     try {
-      for (const command of version.prepare) await this.runCommand(id, command, dest, version.env, version.project);
+      if (version.build) await this.writeBuilderFiles(dest, version.project);
+      const env = this.prepareEnv(version, dest);
+      for (const command of version.prepare) await this.runCommand(id, command, dest, env, version.project);
     } catch (err) {
       await rm(dest, { recursive: true, force: true });
+      await rm(this.packagePath(id), { force: true });
       throw err;
     }
     const tmp = `${this.marker(id)}.tmp`;
-    await writeFile(tmp, JSON.stringify({ sha256: version.sha256, at: new Date().toISOString() }), { mode: 0o600 });
+    await writeFile(tmp, JSON.stringify(markerFor(version)), { mode: 0o600 });
     await rename(tmp, this.marker(id));
     return this.readPrepareLog(id);
   }
 
-  private async download(version: VersionSpec, to: string): Promise<void> {
-    let res: Response;
-    try {
-      res = await fetch(version.url, { headers: { authorization: `Bearer ${version.token}` } });
-    } catch (err) {
-      throw new EnjinError('version_fetch_failed', `could not fetch version ${version.versionId} from ${version.url}: ${(err as Error).message}`, { status: 502, cause: err });
-    }
-    if (!res.ok || !res.body) {
-      await res.body?.cancel();
-      throw new EnjinError('version_fetch_failed', `fetching version ${version.versionId} from ${version.url} answered ${res.status}`, { status: 502 });
-    }
-    // The declared size bounds what we write to disk: a wrong or hostile server cannot fill it.
-    let received = 0;
-    const limit = version.size > 0 ? version.size : Infinity;
-    const guard = new Transform({
-      transform(chunk: Buffer, _enc, cb) {
-        received += chunk.length;
-        if (received > limit) cb(new EnjinError('package_unsafe', `version ${version.versionId} is larger than its declared ${limit} bytes`, { status: 422 }));
-        else cb(null, chunk);
-      },
-    });
-    await pipeline(Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>), guard, createWriteStream(to, { mode: 0o600 }));
+  /** The builders' scripts (and the static server), in the version, owned like the rest of it: its prepare runs them. */
+  private async writeBuilderFiles(dest: string, project: string): Promise<void> {
+    const dir = join(dest, BUILD_DIR);
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { mode: 0o755 });
+    for (const [name, text] of Object.entries(BUILDER_FILES)) await writeFile(join(dir, name), text, { mode: 0o755 });
+    const owner = this.accounts?.owner(project);
+    if (owner) await chownTree(dir, owner);
   }
 
-  private async runCommand(versionId: string, command: string, cwd: string, env: Record<string, string>, project: string): Promise<void> {
+  /**
+   * The environment of a version's prepare commands: the project's env, the builder's paths, and ENJIN_CACHE_DIR, the
+   * project's build cache on this node (kept between versions; builders keep npm's and pip's caches there).
+   */
+  private prepareEnv(version: VersionSpec, dest: string): Record<string, string> {
+    const cache = this.accounts ? this.accounts.cacheDir(version.project) : join(this.dir, '..', 'caches', checkId('project', version.project));
+    if (!this.accounts) mkdirSync(cache, { recursive: true, mode: 0o700 });
+    const env = { ...version.env, ENJIN_CACHE_DIR: cache };
+    if (version.paths === undefined && version.pathEnv === undefined) return env;
+    // PATH is completed from the agent's when commands start (baseEnv); a builder's paths go before it.
+    return withBuildPaths({ PATH: this.baseEnv().PATH ?? '/usr/local/bin:/usr/bin:/bin', ...env }, dest, version.paths, version.pathEnv);
+  }
+
+  /**
+   * Runs a version's release command (`release:`) once, in its prepared directory with its prepare environment, as
+   * the app's user; its output goes to the version's prepare log, and is returned. Throws release_failed with the
+   * last lines when it fails.
+   */
+  /** Runs a release command in the prepared build `version` with the release's own `env` (its config) over the build's. */
+  async runRelease(version: VersionSpec, command: string, env: Record<string, string> = {}): Promise<string> {
+    const id = version.versionId;
+    if (!this.isPrepared(id)) throw new EnjinError('not_prepared', `version ${id} is not prepared on this node; its release runs after its prepare`, { status: 409 });
+    const from = existsSync(this.logPath(id)) ? statSync(this.logPath(id)).size : 0;
+    const dest = this.path(id);
+    await writeFile(this.logPath(id), `release: running \`${command}\` once for this deploy\n`, { flag: 'a' });
+    await this.runCommand(id, command, dest, { ...this.prepareEnv(version, dest), ...env }, version.project, 'release');
+    return (await this.prepareLogFrom(id, from)).data;
+  }
+
+  private async runCommand(versionId: string, command: string, cwd: string, env: Record<string, string>, project: string, what: 'prepare' | 'release' = 'prepare'): Promise<void> {
     const logPath = this.logPath(versionId);
     let logError: NodeJS.ErrnoException | null = null;
     // The agent is the parent here, so plain pipes do: the output goes through the same budget and cap as instances'.
@@ -185,11 +208,14 @@ export class VersionStore {
     // As the app's user, in its own version directory (which it owns, so `npm ci` can write there).
     const account = this.accounts?.forProject(project);
     const user = account?.uid !== undefined ? { uid: account.uid, gid: account.gid } : {};
-    // Through the driver: its own cgroup (prepare-VERSION) with a memory limit, and whatever it leaves behind (a
-    // daemon, even one that called setsid) is killed when it ends, is aborted, or the agent stops.
+    // Through the driver: its own cgroup (prepare-AGENT-VERSION) with a memory limit, and whatever it leaves behind (a
+    // daemon, even one that called setsid) is killed when it ends, is aborted, or the agent stops. AGENT tells apart
+    // agents sharing one host's cgroups (several nodes on a machine): each prepares the same version in a cgroup of
+    // its own, so one's cleanup never kills another's build.
+    const agentTag = createHash('sha256').update(this.dir).digest('hex').slice(0, 8);
     let cmd: RunningCommand | null = null;
     try {
-      cmd = await this.driver.run({ id: `prepare-${versionId}`, command, cwd, env: { ...this.baseEnv(), ...(account ? { HOME: account.home } : {}), ...env }, ...user });
+      cmd = await this.driver.run({ id: `prepare-${agentTag}-${versionId}`, command, cwd, env: { ...this.baseEnv(), ...(account ? { HOME: account.home } : {}), ...env }, ...user });
     } catch (err) {
       log.write(`${(err as Error).message}\n`);
     }
@@ -216,7 +242,7 @@ export class VersionStore {
     const how = exit.oomKilled ? `was killed for going over its memory limit (${signal ?? `code ${code}`})` : signal ? `was killed by ${signal}` : `exited with code ${code}`;
     const tail = await tailLines(logPath);
     const lost = logError ? ` (its log could not be written: ${(logError as NodeJS.ErrnoException).code ?? (logError as Error).message})` : '';
-    throw new EnjinError('prepare_failed', `prepare command \`${command}\` ${how}${lost}; last lines of its output:\n${tail}`, { status: 422 });
+    throw new EnjinError(`${what}_failed`, `${what} command \`${command}\` ${how}${lost}; last lines of its output:\n${tail}`, { status: 422 });
   }
 
   /**
@@ -243,13 +269,18 @@ export class VersionStore {
     let entries;
     try {
       entries = await readdir(this.dir, { withFileTypes: true });
-    } catch {
-      return [];
+    } catch (err) {
+      // No versions directory yet: nothing to collect. Anything else is worth the caller's log.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
     }
     const dirs = new Set<string>();
     const ids = new Set<string>();
     for (const e of entries) {
-      // Dot names are work in progress (downloads, unpacking): never ours to take away mid-flight.
+      // A kept package goes with its version (and one left alone by a crash goes at the next gc).
+      const pkg = /^\.package-(.*)\.tar\.gz$/.exec(e.name);
+      if (pkg && e.isFile()) ids.add(pkg[1]);
+      // Other dot names are work in progress (downloads, unpacking): never ours to take away mid-flight.
       if (e.name.startsWith('.')) continue;
       if (e.isDirectory()) {
         dirs.add(e.name);
@@ -269,9 +300,27 @@ export class VersionStore {
       await rm(join(this.dir, id), { recursive: true, force: true });
       await rm(this.logPath(id), { force: true });
       await rm(`${this.logPath(id)}.1`, { force: true });
+      await rm(this.packagePath(id), { force: true });
       if (dirs.has(id)) removed.push(id);
     }
+    await this.dropCachesOfGoneProjects();
     return removed.sort();
+  }
+
+  /** Caches of projects with no version left here go (see build-caches.ts); not while a prepare is under way. */
+  private async dropCachesOfGoneProjects(): Promise<void> {
+    if (this.inflight.size) return;
+    await dropCachesOfGoneProjects(this.accounts ? this.accounts.cachesRoot : join(this.dir, '..', 'caches'), await this.kept());
+  }
+
+  /** The versions prepared here, from their markers, with whether their package is kept. */
+  kept(): Promise<KeptVersion[]> {
+    return listKept(this.dir, (id) => SAFE_ID.test(id) && !id.includes('..'));
+  }
+
+  /** The manifest file of a version unpacked here (for a version whose package was not kept). */
+  manifest(versionId: string): Promise<{ file: string; text: string }> {
+    return readVersionManifest(this.path(versionId), versionId);
   }
 
   /** The prepare log from a byte offset, for following a prepare while it runs. */

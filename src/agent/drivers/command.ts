@@ -11,7 +11,7 @@ import type { TaskCgroup } from './task-cgroup.ts';
  */
 export async function runCommand(driver: string, config: CommandConfig, cgroup: TaskCgroup | null, memoryLimitBytes: number | null): Promise<RunningCommand> {
   const { child, pid, startTime, oomBefore, open } = await spawnGated(
-    { id: config.id, command: config.command, cwd: config.cwd, env: config.env, uid: config.uid, gid: config.gid, stdio: ['ignore', 'pipe', 'pipe'], label: 'enjin-command' },
+    { id: config.id, command: config.command, cwd: config.cwd, env: config.env, uid: config.uid, gid: config.gid, stdio: [config.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'], label: 'enjin-command' },
     cgroup,
     memoryLimitBytes,
   );
@@ -36,6 +36,7 @@ export async function runCommand(driver: string, config: CommandConfig, cgroup: 
     handle,
     stdout: child.stdout!,
     stderr: child.stderr!,
+    ...(config.stdin ? { stdin: child.stdin! } : {}),
     exited,
     kill: async () => {
       await killAll();

@@ -1,5 +1,5 @@
 // The Driver interface: how the agent runs one instance's process and one-shot commands (prepare), so other runtimes (containers) plug in without touching supervision.
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 
 /** Everything a driver needs to run one task. */
 export interface TaskConfig {
@@ -65,6 +65,8 @@ export interface CommandConfig {
   env: Record<string, string>;
   uid?: number;
   gid?: number;
+  /** give the command a stdin pipe (a one-off run); default: no stdin (/dev/null) */
+  stdin?: boolean;
 }
 
 export interface RunningCommand {
@@ -73,6 +75,8 @@ export interface RunningCommand {
   /** the command's stdout and stderr; they end once every process holding them is gone */
   readonly stdout: Readable;
   readonly stderr: Readable;
+  /** the command's stdin, when CommandConfig.stdin asked for one */
+  readonly stdin?: Writable;
   /**
    * Resolves when the command's main process has exited AND everything it left behind (a daemon it started, even
    * one that called setsid) has been killed: a one-shot command never leaves processes running.

@@ -29,7 +29,7 @@ export interface GatedProcess {
 /** What a task and a command share (CommandConfig), and how this process's output is wired. */
 export interface GatedSpawn extends CommandConfig {
   /** the process's fd 0-2; fd 3 is the gate */
-  stdio: [StdioNull, StdioPipe | number, StdioPipe | number];
+  stdio: [StdioNull | StdioPipe, StdioPipe | number, StdioPipe | number];
   /** shown as $0 in `ps` */
   label: string;
 }

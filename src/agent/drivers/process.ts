@@ -8,6 +8,7 @@ import { dirname } from 'node:path';
 import { runCommand } from './command.ts';
 import { detectCgroups, type CgroupLayout, type CgroupMode } from './cgroup-layout.ts';
 import { spawnGated, type GatedProcess } from './gate.ts';
+import { execIfSimple } from './shell-command.ts';
 import type { CommandConfig, Driver, RunningCommand, TaskConfig, TaskExit, TaskHandle, TaskStats, TaskStatus } from './driver.ts';
 import { isAlive, killTree, readProcStat, taskTree } from './process-tree.ts';
 import { cgroupFor, isCgroupRef, TaskCgroup } from './task-cgroup.ts';
@@ -84,7 +85,8 @@ export class ProcessDriver implements Driver {
     let gated: GatedProcess;
     try {
       gated = await spawnGated(
-        { id: config.id, command: config.command, cwd: config.cwd, env: config.env, uid: config.uid, gid: config.gid, stdio: ['ignore', fd, fd], label: 'enjin-task' },
+        // exec'd when simple, so the recorded pid is the app's own (shell-command.ts)
+        { id: config.id, command: execIfSimple(config.command), cwd: config.cwd, env: config.env, uid: config.uid, gid: config.gid, stdio: ['ignore', fd, fd], label: 'enjin-task' },
         cgroup,
         this.memoryLimitBytes,
       );
