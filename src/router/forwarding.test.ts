@@ -107,3 +107,29 @@ test('an upgrade the app refuses is relayed as an ordinary response and no tunne
   assert.deepEqual(router.stats().services.s.websockets, { opened: 0, active: 0 });
   assert.equal(router.stats().services.s.status['4xx'], 1);
 });
+
+test('X-Request-Id: the app gets one and the client gets the same back; a sane client id is kept, a bad one replaced', async (t) => {
+  const m = await mirror(t);
+  const router = await startRouter(t, table(1, { 'a.test': 's' }, { s: [up('i', m.port)] }));
+  const header = (text: string) => /\r\nx-request-id: ([^\r]*)\r\n/i.exec(text)?.[1];
+
+  const fresh = await rawExchange(router.port, 'GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n');
+  assert.equal(fresh.status, 200);
+  const id = m.seen[0].headers['x-request-id'];
+  assert.ok(typeof id === 'string' && id.length > 0, 'the app sees an id');
+  assert.equal(header(fresh.text), id, 'the client gets the id the app saw');
+
+  const kept = await rawExchange(router.port, 'GET / HTTP/1.1\r\nHost: a.test\r\nX-Request-Id: client-abc.1\r\nConnection: close\r\n\r\n');
+  assert.equal(m.seen[1].headers['x-request-id'], 'client-abc.1');
+  assert.equal(header(kept.text), 'client-abc.1');
+
+  const bad = `GET / HTTP/1.1\r\nHost: a.test\r\nX-Request-Id: ${'z'.repeat(300)}\r\nConnection: close\r\n\r\n`;
+  const replaced = await rawExchange(router.port, bad);
+  const replacedId = m.seen[2].headers['x-request-id'];
+  assert.ok(typeof replacedId === 'string' && replacedId.length <= 128 && replacedId !== id);
+  assert.equal(header(replaced.text), replacedId);
+
+  const missing = await rawExchange(router.port, 'GET / HTTP/1.1\r\nHost: nowhere.test\r\nX-Request-Id: lost-1\r\nConnection: close\r\n\r\n');
+  assert.equal(missing.status, 404);
+  assert.equal(header(missing.text), 'lost-1', "the router's own answers carry the id too");
+});

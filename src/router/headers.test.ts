@@ -30,6 +30,7 @@ test('request: hop-by-hop headers and those named by Connection are dropped, X-F
     ['x-forwarded-for', '1.2.3.4, 10.0.0.9'],
     ['x-forwarded-proto', 'http'],
     ['x-forwarded-host', 'App.Example.com'],
+    ['x-request-id', f.requestId],
   ]);
 });
 
@@ -47,7 +48,7 @@ test('request: an upgrade keeps its Connection and Upgrade headers', () => {
 test('response: hop-by-hop dropped, repeated headers and raw bytes kept', () => {
   const raw = ['Set-Cookie', 'a=1', 'set-cookie', 'b=2', 'Connection', 'keep-alive, X-Private', 'X-Private', 'p', 'Keep-Alive', 'timeout=5',
     'Transfer-Encoding', 'chunked', 'X-Name', 'caf\u00e9'].map((s) => Buffer.from(s, 'latin1'));
-  assert.deepEqual(pairs(forwardResponseHeaders(raw)), [['Set-Cookie', 'a=1'], ['set-cookie', 'b=2'], ['X-Name', 'caf\u00e9']]);
+  assert.deepEqual(pairs(forwardResponseHeaders(raw, 'rid-1')), [['Set-Cookie', 'a=1'], ['set-cookie', 'b=2'], ['X-Name', 'caf\u00e9'], ['x-request-id', 'rid-1']]);
 });
 
 test('request: Connection cannot strip Host or the X-Forwarded-* headers the router sets', () => {
@@ -63,6 +64,7 @@ test('request: Connection cannot strip Host or the X-Forwarded-* headers the rou
     ['x-forwarded-for', '10.0.0.9'],
     ['x-forwarded-proto', 'http'],
     ['x-forwarded-host', 'app.test'],
+    ['x-request-id', f.requestId],
   ]);
 });
 
@@ -76,4 +78,24 @@ test('request: an absolute-form target routes by its authority, which replaces H
   for (const bad of ['ftp://a.test/x', 'a.test:80', 'http://user@a.test/', 'http:///x']) {
     assert.match(forwardRequest(['Host', 'a'], '1.1.1.1', false, bad).problem ?? '', /request target/, bad);
   }
+});
+
+test('request: a sane client X-Request-Id is kept (the first one only); anything else is replaced by a fresh id', () => {
+  const ids = (raw: string[]) => pairs(forwardRequest(['Host', 'a', ...raw], '1.1.1.1', false).headers).filter(([n]) => n === 'x-request-id');
+  assert.deepEqual(ids(['X-Request-Id', 'abc-123', 'x-request-id', 'second']), [['x-request-id', 'abc-123']]);
+  const uuid = '0f8fad5b-d9cb-469f-a165-70867728950e';
+  assert.deepEqual(ids(['X-REQUEST-ID', uuid]), [['x-request-id', uuid]]);
+  for (const bad of ['', 'a b', 'x'.repeat(129), 'id\u00e9', 'a;rm -rf', 'line<br>']) {
+    const got = ids(['X-Request-Id', bad]);
+    assert.equal(got.length, 1, JSON.stringify(bad));
+    assert.notEqual(got[0][1], bad, `${JSON.stringify(bad)} is replaced`);
+    assert.match(got[0][1], /^[0-9a-f]{12}-[0-9a-z]+$/);
+  }
+  const fresh = new Set(Array.from({ length: 1000 }, () => forwardRequest(['Host', 'a'], '1.1.1.1', false).requestId));
+  assert.equal(fresh.size, 1000, 'fresh ids do not repeat');
+});
+
+test('response: the id is returned once, even when the app sends its own', () => {
+  const raw = ['X-Request-Id', 'from-app', 'Content-Type', 'text/plain'].map((s) => Buffer.from(s, 'latin1'));
+  assert.deepEqual(pairs(forwardResponseHeaders(raw, 'rid-2')), [['Content-Type', 'text/plain'], ['x-request-id', 'rid-2']]);
 });

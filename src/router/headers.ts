@@ -1,4 +1,6 @@
-// Header rewriting for the proxy: drop hop-by-hop headers, add X-Forwarded-*, in one pass over the raw header list.
+// Header rewriting for the proxy: drop hop-by-hop headers, add X-Forwarded-* and X-Request-Id, in one pass over the raw
+// header list.
+import { requestIdFrom } from './request-id.ts';
 
 /** What one pass over a client request's raw headers (and its request target) yields. */
 export interface ForwardedRequest {
@@ -12,6 +14,8 @@ export interface ForwardedRequest {
   hasBody: boolean;
   /** set when the request must be refused with 400: the reason, for the client */
   problem: string | null;
+  /** the X-Request-Id sent upstream and returned to the client: the client's own if sane, else a fresh one */
+  requestId: string;
 }
 
 // Classes of header names the proxy acts on; anything else passes through untouched.
@@ -24,6 +28,7 @@ const CONTENT_LENGTH = 5;
 const TRANSFER_ENCODING = 6;
 const XFF = 7;
 const X_FORWARDED_OTHER = 8;
+const REQUEST_ID = 9;
 
 /** Switches on length first so that most names are classified without lower-casing (an allocation) or comparing. */
 function classifyRequestName(name: string): number {
@@ -42,6 +47,8 @@ function classifyRequestName(name: string): number {
       const l = name.toLowerCase();
       return l === 'connection' ? CONNECTION : l === 'keep-alive' ? HOP : PASS;
     }
+    case 12:
+      return lowerIs(name, 'x-request-id') ? REQUEST_ID : PASS;
     case 14:
       return lowerIs(name, 'content-length') ? CONTENT_LENGTH : PASS;
     case 15:
@@ -95,6 +102,7 @@ function absoluteTarget(target: string): { authority: string; path: string } | n
  * router after the client's Connection tokens have been applied, so a client can neither forge nor strip them.
  * An absolute-form target routes by its authority, which also becomes the Host sent upstream (RFC 9112 §3.2.2).
  * For a WebSocket upgrade (`upgrade` true) Connection and Upgrade are kept: they are the handshake.
+ * X-Request-Id: the client's first one is kept when sane, anything else is replaced by a fresh id; exactly one goes up.
  */
 export function forwardRequest(raw: string[], clientAddress: string, upgrade: boolean, target = '/'): ForwardedRequest {
   const headers: string[] = [];
@@ -103,6 +111,7 @@ export function forwardRequest(raw: string[], clientAddress: string, upgrade: bo
   let hosts = 0;
   let hasBody = false;
   let xff = '';
+  let clientRequestId: string | null = null;
   let extra: Set<string> | null = null;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i];
@@ -136,6 +145,9 @@ export function forwardRequest(raw: string[], clientAddress: string, upgrade: bo
       case XFF:
         xff = xff === '' ? value : `${xff}, ${value}`;
         break;
+      case REQUEST_ID:
+        clientRequestId ??= value;
+        break;
       default: // HOP, X_FORWARDED_OTHER
         break;
     }
@@ -156,7 +168,9 @@ export function forwardRequest(raw: string[], clientAddress: string, upgrade: bo
   out.push('x-forwarded-for', xff === '' ? clientAddress : `${xff}, ${clientAddress}`);
   out.push('x-forwarded-proto', 'http');
   if (host !== '') out.push('x-forwarded-host', host);
-  return { host, path, headers: out, hasBody, problem };
+  const requestId = requestIdFrom(clientRequestId);
+  out.push('x-request-id', requestId);
+  return { host, path, headers: out, hasBody, problem, requestId };
 }
 
 function isHopByHopResponseName(name: string): boolean {
@@ -183,9 +197,10 @@ function isHopByHopResponseName(name: string): boolean {
 /**
  * Turns an upstream response's raw header buffers into a flat list for `res.writeHead`, hop-by-hop headers removed.
  * Latin-1 keeps every byte as sent (Node writes header strings back as Latin-1), and a flat list keeps repeated
- * headers such as Set-Cookie as separate lines.
+ * headers such as Set-Cookie as separate lines. The response carries the request's id once: an app that echoes it
+ * (or sends its own) does not make two.
  */
-export function forwardResponseHeaders(raw: Buffer[]): string[] {
+export function forwardResponseHeaders(raw: Buffer[], requestId: string): string[] {
   const out: string[] = [];
   let extra: Set<string> | null = null;
   for (let i = 0; i < raw.length; i += 2) {
@@ -194,7 +209,10 @@ export function forwardResponseHeaders(raw: Buffer[]): string[] {
       if (name.length === 10 && name.toLowerCase() === 'connection') extra = connectionTokens(raw[i + 1].toString('latin1'), extra);
       continue;
     }
+    if (name.length === 12 && lowerIs(name, 'x-request-id')) continue;
     out.push(name, raw[i + 1].toString('latin1'));
   }
-  return extra === null ? out : dropNamed(out, extra);
+  const kept = extra === null ? out : dropNamed(out, extra);
+  kept.push('x-request-id', requestId);
+  return kept;
 }

@@ -52,9 +52,12 @@ const PLAIN_HEADERS = {
   'cache-control': 'no-store',
 };
 
-/** A short plain-text answer from the router itself (400, 404, 408, 429, 502, 503, 504); `close` ends the connection. */
-export function sendPlain(res: ServerResponse, status: number, text: string, close = false): void {
-  const headers: Record<string, string | number> = { ...PLAIN_HEADERS, 'content-length': Buffer.byteLength(text) };
+/**
+ * A short plain-text answer from the router itself (400, 404, 408, 429, 502, 503, 504); `close` ends the connection.
+ * It carries the request's id, so a user reporting a 502 can quote it.
+ */
+export function sendPlain(res: ServerResponse, status: number, text: string, requestId: string, close = false): void {
+  const headers: Record<string, string | number> = { ...PLAIN_HEADERS, 'content-length': Buffer.byteLength(text), 'x-request-id': requestId };
   if (close) headers.connection = 'close';
   res.writeHead(status, headers);
   res.end(text);
@@ -174,7 +177,7 @@ export class HttpExchange implements Dispatcher.DispatchHandler {
     this.counters.countStatus(status);
     this.counters.latency.record(performance.now() - this.startedAt);
     if (this.res.headersSent || this.res.destroyed) this.res.destroy();
-    else sendPlain(this.res, status, text, close);
+    else sendPlain(this.res, status, text, this.forwarded.requestId, close);
   }
 
   private attempt(): void {
@@ -223,7 +226,7 @@ export class HttpExchange implements Dispatcher.DispatchHandler {
     // 1xx informational answers (103 Early Hints) are not relayed; the final response follows on the same request.
     if (statusCode < 200) return true;
     this.resumeUpstream = resume;
-    const headers = forwardResponseHeaders(rawHeaders);
+    const headers = forwardResponseHeaders(rawHeaders, this.forwarded.requestId);
     // A header Node refuses to write throws here; undici then aborts and onError answers 502.
     if (statusText) this.res.writeHead(statusCode, statusText, headers);
     else this.res.writeHead(statusCode, headers);

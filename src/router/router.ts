@@ -23,6 +23,11 @@ import { normalizeHost, RouteTable, type RouteTarget } from './route-table.ts';
 import { ServiceCounters } from './stats.ts';
 import { rejectUpgrade, Tunnel } from './tunnel.ts';
 import { UpstreamState } from './upstreams.ts';
+import { RouteTableFetch } from './table-fetch.ts';
+import { heldMessage, judgeTable } from './table-acceptance.ts';
+import { componentLogger } from '../log/logger.ts';
+
+const log = componentLogger('router');
 
 export interface RouterOptions {
   routerId: string;
@@ -39,15 +44,6 @@ export interface RouterOptions {
 
 /** How long stop() lets requests in progress finish before cutting their connections. */
 const STOP_GRACE_MS = 5_000;
-/** Asking the controller for the table: each attempt waits this long, then backs off up to the maximum. */
-const FETCH_TIMEOUT_MS = 2_000;
-const FETCH_BACKOFF_FIRST_MS = 250;
-const FETCH_BACKOFF_MAX_MS = 10_000;
-/**
- * Once answered, the router asks again at this interval: it catches up on a table whose publish it missed (a bus
- * outage), and a restarted controller learns which routers exist (it waits for them to drain before stopping instances).
- */
-const REFRESH_INTERVAL_MS = 15_000;
 
 export class Router implements ProxyHost {
   private readonly opts: RouterOptions;
@@ -70,10 +66,12 @@ export class Router implements ProxyHost {
   /** connections closed at once because the listener was full */
   private dropped = 0;
   private readonly subscriptions: Subscription[] = [];
-  private fetchTimer: NodeJS.Timeout | null = null;
+  private fetch: RouteTableFetch | null = null;
   private stopping = false;
   private persistNext: RouteTableUpdate | null = null;
   private persisting: Promise<void> | null = null;
+  /** the incarnation of an empty table refused (see table-acceptance.ts); null once a table is applied */
+  private held: string | null = null;
 
   constructor(opts: RouterOptions) {
     this.opts = opts;
@@ -143,7 +141,8 @@ export class Router implements ProxyHost {
     // Subscribe before asking, so a table published while the request is in flight is not missed.
     this.subscriptions.push(bus.subscribe(subjects.routes, (msg) => this.offer(msg.data as RouteTableUpdate, true)));
     this.subscriptions.push(bus.handle(subjects.routerRpc(this.opts.routerId), async (data) => this.answer(data as RouterRequest)));
-    this.fetchTable(FETCH_BACKOFF_FIRST_MS);
+    this.fetch = new RouteTableFetch(bus, this.opts.routerId, (update) => this.offer(update, true));
+    this.fetch.start();
   }
 
   async stop(): Promise<void> {
@@ -151,8 +150,8 @@ export class Router implements ProxyHost {
     if (server === null || this.stopping) return;
     this.stopping = true;
     for (const s of this.subscriptions.splice(0)) s.unsubscribe();
-    if (this.fetchTimer !== null) clearTimeout(this.fetchTimer);
-    this.fetchTimer = null;
+    this.fetch?.stop();
+    this.fetch = null;
 
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeIdleConnections();
@@ -174,7 +173,7 @@ export class Router implements ProxyHost {
   stats(): RouterStatsReply {
     const services: Record<string, ServiceStats> = {};
     for (const [key, c] of this.counters) services[key] = c.snapshot();
-    return { routerId: this.opts.routerId, since: this.since, services, unknownHost: this.unknownHost };
+    return { routerId: this.opts.routerId, since: this.since, services, unknownHost: this.unknownHost, ...(this.held ? { held: this.held } : {}) };
   }
 
   /** Requests in flight (and open websockets) per instance, including instances already gone from the table. */
@@ -182,7 +181,7 @@ export class Router implements ProxyHost {
     const counts: Record<string, number> = {};
     for (const id of instanceIds) counts[id] = this.live.get(id)?.inflight ?? 0;
     for (const s of this.draining) if (s.instanceId in counts) counts[s.instanceId] += s.inflight;
-    return { routerId: this.opts.routerId, incarnation: this.table.incarnation, seq: this.table.seq, counts };
+    return { routerId: this.opts.routerId, incarnation: this.table.incarnation, seq: this.table.seq, counts, ...(this.held ? { held: this.held } : {}) };
   }
 
   // ProxyHost
@@ -259,13 +258,13 @@ export class Router implements ProxyHost {
     this.firstRequest(req.socket);
     const forwarded = forwardRequest(req.rawHeaders, req.socket.remoteAddress ?? '', false, req.url ?? '/');
     if (forwarded.problem !== null) {
-      sendPlain(res, 400, forwarded.problem, true);
+      sendPlain(res, 400, forwarded.problem, forwarded.requestId, true);
       return;
     }
     const hostName = normalizeHost(forwarded.host);
     const routed = this.route(hostName, startedAt);
     if ('status' in routed) {
-      sendPlain(res, routed.status, routed.text);
+      sendPlain(res, routed.status, routed.text, forwarded.requestId);
       return;
     }
     new HttpExchange(this, req, res, hostName, routed.target, routed.counters, forwarded, startedAt).begin();
@@ -308,6 +307,12 @@ export class Router implements ProxyHost {
       process.emitWarning(`router ${this.opts.routerId} ignored a route table: ${(err as Error).message}`);
       return false;
     }
+    if (judgeTable(this.table.source, update) === 'hold') {
+      if (this.held !== update.incarnation) log.warn({ routerId: this.opts.routerId, incarnation: update.incarnation, keptIncarnation: this.table.incarnation }, heldMessage(this.opts.routerId, update.incarnation));
+      this.held = update.incarnation;
+      return false;
+    }
+    this.held = null;
     this.swap(next);
     if (persist) this.persist(update);
     return true;
@@ -341,31 +346,6 @@ export class Router implements ProxyHost {
       }
       this.persisting = null;
     })();
-  }
-
-  /**
-   * Asks the controller for the current table, retrying with backoff until someone answers, then again every 15 s.
-   * Routing never waits for it.
-   */
-  private fetchTable(delayMs: number): void {
-    const attempt = async (): Promise<void> => {
-      let next: () => void;
-      let wait: number;
-      try {
-        const update = await this.opts.bus.request<RouteTableUpdate>(subjects.routesRequest, { routerId: this.opts.routerId }, { timeoutMs: FETCH_TIMEOUT_MS });
-        if (!this.stopping) this.offer(update, true);
-        next = () => this.fetchTable(FETCH_BACKOFF_FIRST_MS);
-        wait = REFRESH_INTERVAL_MS;
-      } catch {
-        next = () => this.fetchTable(Math.min(delayMs * 2, FETCH_BACKOFF_MAX_MS));
-        wait = delayMs;
-      }
-      if (this.stopping) return;
-      this.fetchTimer = setTimeout(next, wait);
-      this.fetchTimer.unref();
-    };
-    this.fetchTimer = null;
-    void attempt();
   }
 
   private async answer(request: RouterRequest): Promise<RouterStatsReply | RouterInflightReply> {

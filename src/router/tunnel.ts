@@ -164,7 +164,7 @@ export class Tunnel {
       if (this.closed) return;
       this.countAnswer(res.statusCode ?? 502);
       this.relaying = true;
-      const headers = forwardResponseHeaders(res.rawHeaders.map((h) => Buffer.from(h, 'latin1')));
+      const headers = forwardResponseHeaders(res.rawHeaders.map((h) => Buffer.from(h, 'latin1')), this.forwarded.requestId);
       // The framing is the router's: the body goes as received, and the end of the connection ends it.
       headers.push('connection', 'close');
       this.client.write(responseHead(res, headers), 'latin1');
