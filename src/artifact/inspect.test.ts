@@ -219,6 +219,17 @@ describe('inspectPackage', () => {
     assert.match(err.message, /enjin\.yaml is 1 MiB \(1048577 bytes\); a manifest may be at most 1 MiB/);
   });
 
+  it('notes a lockfile over 1 MiB as there for the builders, without reading it or calling it a manifest', async () => {
+    const info = await inspectPackage(gzipSync(rawTar([
+      { path: 'package.json', body: '{"scripts":{"start":"node s.js"}}' },
+      { path: 'package-lock.json', body: ' '.repeat(1024 ** 2 + 1) },
+    ])));
+    assert.equal(info.read('package-lock.json'), null);
+    assert.equal(info.has('package-lock.json'), true);
+    assert.equal(info.has('package.json'), true);
+    assert.equal(info.has('yarn.lock'), false);
+  });
+
   it('caps entries at 20,000 by default, configurable with ENJIN_PACKAGE_MAX_ENTRIES', async () => {
     const entries = (n: number) => gzipSync(rawTar(Array.from({ length: n }, (_, i) => ({ path: `f${i}`, body: '' }))));
     const over = entries(20_001);

@@ -38,6 +38,8 @@ export interface PackageScan {
   rootFiles: Map<string, Buffer>;
   /** manifests (enjin.yaml, Procfile, …) at the root too large to read, with their sizes */
   oversizedRootFiles: Map<string, number>;
+  /** other always-captured root files too large to read (a big package-lock.json): builders only need to know they are there */
+  presentRootFiles: Set<string>;
 }
 
 export interface PackageInfo {
@@ -46,10 +48,22 @@ export interface PackageInfo {
   unpackedSize: number;
   /** the text of a small file at the package root (enjin.yaml, Procfile, …), or null; throws manifest_too_large for a manifest over ROOT_FILE_MAX */
   read(path: string): string | null;
+  /** whether a file builders detect apps by is at the root, even one too large to read */
+  has(path: string): boolean;
 }
 
-/** Always captured when at the root and within ROOT_FILE_MAX; other root files share CAPTURE_BUDGET. */
-const ALWAYS_CAPTURED = new Set(['enjin.yaml', 'enjin.yml', 'Procfile']);
+/**
+ * Always captured when at the root and within ROOT_FILE_MAX: the manifests, and what builders detect an app by (see
+ * core/builders/detect.ts); other root files share CAPTURE_BUDGET.
+ */
+const ALWAYS_CAPTURED = new Set([
+  'enjin.yaml', 'enjin.yml', 'Procfile',
+  'package.json', 'package-lock.json', 'npm-shrinkwrap.json', 'yarn.lock', 'pnpm-lock.yaml', 'server.js',
+  'requirements.txt', 'pyproject.toml', 'Pipfile', 'Pipfile.lock', 'manage.py',
+  'index.html',
+]);
+/** Of ALWAYS_CAPTURED, the manifests: one too large to read is an error; a larger lockfile is only noted as there. */
+const MANIFESTS = new Set(['enjin.yaml', 'enjin.yml', 'Procfile']);
 const CAPTURE_BUDGET = 4 * 1024 ** 2;
 const META_MAX = 1024 ** 2;
 
@@ -180,6 +194,7 @@ export async function scanPackage(open: () => Readable, opts: PackageLimits = {}
   const links = new Map<string, { path: string; linkpath: string }>();
   const rootFiles = new Map<string, Buffer>();
   const oversizedRootFiles = new Map<string, number>();
+  const presentRootFiles = new Set<string>();
   let count = 0;
   let declared = 0;
   let files = 0;
@@ -224,7 +239,8 @@ export async function scanPackage(open: () => Readable, opts: PackageLimits = {}
     if (path.includes('/')) return;
     const always = ALWAYS_CAPTURED.has(path);
     if (size > ROOT_FILE_MAX) {
-      if (always) oversizedRootFiles.set(path, size);
+      if (MANIFESTS.has(path)) oversizedRootFiles.set(path, size);
+      else if (always) presentRootFiles.add(path);
       return;
     }
     if (always || size <= budget) {
@@ -281,7 +297,7 @@ export async function scanPackage(open: () => Readable, opts: PackageLimits = {}
     else await eachEntryPath(open(), limits, insideLink);
   }
   if (problems.count) throw problems.toError();
-  return { entries, files, unpackedSize, rootFiles, oversizedRootFiles };
+  return { entries, files, unpackedSize, rootFiles, oversizedRootFiles, presentRootFiles };
 }
 
 /** A second pass over an archive already scanned: calls `visit` with each entry's normalized path. */
@@ -331,6 +347,9 @@ function packageInfo(sha256: string, scan: PackageScan): PackageInfo {
         throw new EnjinError('manifest_too_large', `${norm.path} is ${formatBytes(size)} (${size} bytes); a manifest may be at most ${formatBytes(ROOT_FILE_MAX)}, so keep data out of it`, { status: 413 });
       }
       return scan.rootFiles.get(norm.path)?.toString('utf8') ?? null;
+    },
+    has(path: string): boolean {
+      return scan.rootFiles.has(path) || scan.oversizedRootFiles.has(path) || scan.presentRootFiles.has(path);
     },
   };
 }

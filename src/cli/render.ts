@@ -16,7 +16,7 @@ export function duration(job: { startedAt: string | null; finishedAt: string | n
 }
 
 /** The tree as lines: root first, each child indented under its parent. */
-export function treeLines(root: JobTree, opts: { color?: boolean; frame?: number; logTail?: number; width?: number } = {}): string[] {
+export function treeLines(root: JobTree, opts: { color?: boolean; frame?: number; logTail?: number; width?: number; errors?: boolean } = {}): string[] {
   const lines: string[] = [];
   const walk = (j: JobTree, prefix: string, childPrefix: string) => {
     const mark = j.state === 'running' ? SPIN[(opts.frame ?? 0) % SPIN.length] : MARK[j.state] ?? '?';
@@ -24,7 +24,7 @@ export function treeLines(root: JobTree, opts: { color?: boolean; frame?: number
     const head = `${prefix}${color(STATE_COLOR[j.state] ?? 0, mark, !!opts.color)} ${j.title}`;
     const tail = `${j.state}${d ? ` ${d}` : ''}`;
     lines.push(`${head}  ${color(90, tail, !!opts.color)}`);
-    if (j.error && j.state === 'failed') lines.push(`${childPrefix}   ${color(31, j.error, !!opts.color)}`);
+    if (opts.errors !== false && j.error && j.state === 'failed') lines.push(`${childPrefix}   ${color(31, j.error, !!opts.color)}`);
     if (opts.logTail && j.state === 'running' && j.log?.length) {
       for (const l of j.log.slice(-opts.logTail)) lines.push(`${childPrefix}   ${color(90, truncate(l, (opts.width ?? 120) - childPrefix.length - 3), !!opts.color)}`);
     }
@@ -56,7 +56,23 @@ export function flatten(root: JobTree): JobTree[] {
   return out;
 }
 
-/** Draws a tree as its updates arrive, until it ends; returns the final tree. */
+/**
+ * A line the engine adds to a job's log when it ends ("failed: REASON", "aborted: REASON"): the reason is shown
+ * once, by the failure summary, so the live view leaves these out.
+ */
+export function isEndingLine(j: JobTree, line: string): boolean {
+  return j.error !== null && j.error !== undefined && (line === `failed: ${j.error}` || line === `aborted: ${j.error}`);
+}
+
+/** The failed jobs a summary explains: those that failed themselves, not the root that failed because of them. */
+export function failedJobs(root: JobTree): JobTree[] {
+  return flatten(root).filter((j) => j.state === 'failed' && j.id !== root.id);
+}
+
+/**
+ * Draws a tree as its updates arrive, until it ends; returns the final tree. A failure's reason is not drawn here:
+ * the caller's summary says it once, with the log that explains it (see follow-job.ts).
+ */
 export async function watchTree(updates: AsyncIterable<JobTree>, out: NodeJS.WriteStream): Promise<JobTree> {
   const tty = !!out.isTTY;
   let drawn = 0;
@@ -68,7 +84,7 @@ export async function watchTree(updates: AsyncIterable<JobTree>, out: NodeJS.Wri
   let spinner: NodeJS.Timeout | null = null;
   const draw = (tree: JobTree, done: boolean) => {
     if (tty) {
-      const lines = treeLines(tree, { color: true, frame: frame++, logTail: done ? 0 : 2, width: out.columns ?? 120 });
+      const lines = treeLines(tree, { color: true, frame: frame++, logTail: done ? 0 : 2, width: out.columns ?? 120, errors: false });
       if (drawn) out.write(`\x1b[${drawn}A`);
       out.write(lines.map((l) => `\x1b[2K${l}`).join('\n') + '\n');
       if (drawn > lines.length) out.write('\x1b[J');
@@ -76,11 +92,11 @@ export async function watchTree(updates: AsyncIterable<JobTree>, out: NodeJS.Wri
     } else {
       for (const j of runOrder(tree)) {
         const logs = j.log ?? [];
-        for (const l of logs.slice(seenLog.get(j.id) ?? 0)) out.write(`  ${j.title} | ${l}\n`);
+        for (const l of logs.slice(seenLog.get(j.id) ?? 0)) if (!isEndingLine(j, l)) out.write(`  ${j.title} | ${l}\n`);
         seenLog.set(j.id, logs.length);
         if (seenState.get(j.id) !== j.state && j.state !== 'waiting') {
           const d = duration(j);
-          out.write(`${MARK[j.state]} ${j.title}: ${j.state}${d && j.state !== 'running' ? ` in ${d}` : ''}${j.error && j.state === 'failed' ? ` (${j.error})` : ''}\n`);
+          out.write(`${MARK[j.state]} ${j.title}: ${j.state}${d && j.state !== 'running' ? ` in ${d}` : ''}\n`);
         }
         seenState.set(j.id, j.state);
       }

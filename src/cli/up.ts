@@ -1,7 +1,7 @@
 // `enjin up`: controller and agent in this process, the router in a child process bridged to the same in-process bus,
 // on the embedded store. This is the one place the CLI composes components; everything else goes through the API client.
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node:fs';
-import { hostname, totalmem } from 'node:os';
+import { chmodSync, mkdirSync } from 'node:fs';
+import { availableParallelism, hostname, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { MemoryBus } from '../bus/memory.ts';
 import { Controller } from '../controller/controller.ts';
@@ -13,6 +13,7 @@ import { openStore } from '../store/open.ts';
 import { readNofileLimit } from '../process/fd-limit.ts';
 import { EnjinError } from '../core/errors.ts';
 import { componentLogger } from '../log/logger.ts';
+import { adminToken, writeCredentials } from './roles/credentials.ts';
 
 const log = componentLogger('up');
 
@@ -29,6 +30,8 @@ export interface UpOptions {
   routerMaxConnections?: number;
   /** the agent's free-disk threshold (bytes) for versions and logs */
   minFreeDiskBytes?: number;
+  /** how long events are kept (default 7 days) */
+  eventRetentionMs?: number;
   /** memory limit of each instance, bytes; null: none; absent: defaultInstanceMemory() */
   instanceMemoryBytes?: number | null;
   /** one-line notices for the operator (stderr); default: written to stderr */
@@ -81,7 +84,7 @@ export async function up(opts: UpOptions): Promise<RunningEnjin> {
     for (const stop of started.reverse()) await stop().catch((err: unknown) => log.error({ err }, 'a component failed to stop; stopping the rest'));
   };
   try {
-    const controller = await Controller.start({ store, bus, dataDir: join(dataDir, 'controller'), domain: opts.domain });
+    const controller = await Controller.start({ store, bus, dataDir: join(dataDir, 'controller'), domain: opts.domain, eventRetentionMs: opts.eventRetentionMs });
     started.push(() => controller.stop());
     const api = await buildApi(controller);
     try {
@@ -98,12 +101,13 @@ export async function up(opts: UpOptions): Promise<RunningEnjin> {
     controller.apiUrl = `http://${reachableHost}:${apiPort}`;
 
     const credentialsFile = join(dataDir, 'credentials.json');
-    const token = await adminToken(controller, credentialsFile);
+    const token = await adminToken(controller.auth, credentialsFile, 'admin (enjin up)');
     writeCredentials(credentialsFile, { api: controller.apiUrl, token });
 
     const driver = new ProcessDriver({ memoryLimitBytes: opts.instanceMemoryBytes === undefined ? defaultInstanceMemory() : opts.instanceMemoryBytes });
     for (const line of driver.warnings) warn(`warning: ${line}`);
-    const agent = new Agent({ nodeId: 'local', name: hostname(), bus, dataDir: join(dataDir, 'agent'), portRange: opts.portRange, driver, minFreeDiskBytes: opts.minFreeDiskBytes });
+    const capacity = { cpus: availableParallelism(), memoryBytes: totalmem(), ports: opts.portRange[1] - opts.portRange[0] + 1 };
+    const agent = new Agent({ nodeId: 'local', name: hostname(), bus, dataDir: join(dataDir, 'agent'), portRange: opts.portRange, driver, minFreeDiskBytes: opts.minFreeDiskBytes, capacity });
     await agent.start();
     for (const line of agent.notices) warn(`note: ${line}`);
     started.push(() => agent.stop({ stopInstances: true }));
@@ -120,6 +124,7 @@ export async function up(opts: UpOptions): Promise<RunningEnjin> {
       throw portInUse(err, 'router', opts.routerPort, '--router-port');
     }
     started.push(() => router.stop());
+    controller.routerPort = router.port;
     controller.ready = true;
 
     return { apiUrl: controller.apiUrl, routerPort: router.port, routerMaxConnections: router.maxConnections, token, credentialsFile, stop: stopAll };
@@ -132,28 +137,6 @@ export async function up(opts: UpOptions): Promise<RunningEnjin> {
 /** An admin API needs few connections: a twentieth of the descriptors, between 16 and 512. */
 function apiMaxConnections(softLimit: number): number {
   return Math.max(16, Math.min(512, Math.floor(softLimit / 20)));
-}
-
-/** Keeps the admin token across restarts: a token in credentials.json that the store still knows is reused. */
-async function adminToken(controller: Controller, file: string): Promise<string> {
-  if (existsSync(file)) {
-    try {
-      const { token } = JSON.parse(readFileSync(file, 'utf8')) as { token?: string };
-      if (token && (await controller.auth.check(token)) === 'admin') return token;
-    } catch {
-      // unreadable: a new token replaces it
-    }
-  }
-  return controller.auth.create('admin (enjin up)');
-}
-
-function writeCredentials(file: string, creds: { api: string; token: string }): void {
-  const tmp = `${file}.tmp`;
-  // A left-over temp file would keep its old mode: start from none.
-  rmSync(tmp, { force: true });
-  writeFileSync(tmp, `${JSON.stringify(creds, null, 2)}\n`, { mode: 0o600 });
-  chmodSync(tmp, 0o600);
-  renameSync(tmp, file);
 }
 
 function portInUse(err: unknown, what: string, port: number, flag: string): unknown {

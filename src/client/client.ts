@@ -2,11 +2,31 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { EnjinError } from '../core/errors.ts';
-import type { Job, JobState } from '../core/model.ts';
-import type { InstanceView, JobPageView, JobTreeView, ProjectView, VersionView } from '../core/api.ts';
+import type { ConfigVars, Job, JobState, NodeCapacity, NodeDisk, NodeRole } from '../core/model.ts';
+import type { InstanceView, JobPageView, JobTreeView, ProjectView, RecoveryView, ReleaseView, VersionView, VolumeView } from '../core/api.ts';
 
 export type { InstanceView, ProjectView, VersionView } from '../core/api.ts';
 export type JobTree = JobTreeView;
+
+/** A volume a destroy left on its node. */
+export interface KeptVolume {
+  name: string;
+  node: string;
+  dir: string;
+  sizeBytes: number | null;
+}
+
+/** One event as `GET /v1/events` lists it: what happened, when, to what; `seq` orders them. */
+export interface StoredEventView {
+  seq: number;
+  kind: string;
+  at: string;
+  message: string;
+  project?: string;
+  service?: string;
+  nodeId?: string;
+  instanceId?: string;
+}
 
 export interface Credentials {
   api: string;
@@ -69,15 +89,32 @@ export class EnjinClient {
     return this.call('GET', `/v1/projects/${enc(name)}`);
   }
 
-  deploy(project: string, tarball: Buffer): Promise<{ project: ProjectView; version: VersionView; created: boolean; job: Job | null }> {
-    return this.call('POST', `/v1/projects/${enc(project)}/deploys`, { raw: tarball });
+  /** `git`: the checkout's commit and subject line, which `enjin releases` shows */
+  deploy(project: string, tarball: Buffer, git?: { commit: string; message: string }): Promise<{ project: ProjectView; version: VersionView; created: boolean; job: Job | null }> {
+    return this.call('POST', `/v1/projects/${enc(project)}/deploys${query({ commit: git?.commit, message: git?.message })}`, { raw: tarball });
+  }
+
+  config(project: string, reveal = false): Promise<{ release: number | null; revealed: boolean; config: ConfigVars }> {
+    return this.call('GET', `/v1/projects/${enc(project)}/config${reveal ? '?reveal=true' : ''}`);
+  }
+
+  changeConfig(project: string, change: { set?: Record<string, string>; unset?: string[]; service?: string }): Promise<{ release: ReleaseView | null; job: Job | null; config: ConfigVars }> {
+    return this.call('PATCH', `/v1/projects/${enc(project)}/config`, { body: change });
+  }
+
+  events(q: { project?: string; service?: string; after?: number; limit?: number } = {}): Promise<{ events: StoredEventView[]; next: number; retentionSeconds: number }> {
+    return this.call('GET', `/v1/events${query({ project: q.project, service: q.service, after: q.after, limit: q.limit })}`);
+  }
+
+  releases(project: string): Promise<{ releases: ReleaseView[]; scales: Array<{ job: string; description: string; by: string | null; createdAt: string }> }> {
+    return this.call('GET', `/v1/projects/${enc(project)}/releases`);
   }
 
   versions(project: string): Promise<{ versions: VersionView[] }> {
     return this.call('GET', `/v1/projects/${enc(project)}/versions`);
   }
 
-  rollback(project: string, version?: string): Promise<{ version: VersionView; job: Job | null }> {
+  rollback(project: string, version?: string): Promise<{ version: VersionView | null; release: ReleaseView | null; job: Job | null }> {
     return this.call('POST', `/v1/projects/${enc(project)}/rollback`, { body: version === undefined ? {} : { version } });
   }
 
@@ -85,8 +122,18 @@ export class EnjinClient {
     return this.call('POST', `/v1/projects/${enc(project)}/scale`, { body: { services } });
   }
 
-  destroy(project: string): Promise<{ job: Job }> {
-    return this.call('DELETE', `/v1/projects/${enc(project)}`);
+  restart(project: string, services: string[] = []): Promise<{ project: ProjectView; job: Job | null }> {
+    return this.call('POST', `/v1/projects/${enc(project)}/restart`, { body: { services } });
+  }
+
+  /** volumes: remove the project's volumes too (also those a project already destroyed left); else they are kept */
+  destroy(project: string, opts: { volumes?: boolean } = {}): Promise<{ job: Job | null; volumesKept?: KeptVolume[]; volumesRemoved?: Array<{ name: string; dir: string }> }> {
+    return this.call('DELETE', `/v1/projects/${enc(project)}${opts.volumes ? '?volumes=true' : ''}`);
+  }
+
+  /** The volumes nodes hold, measured now on ready nodes. */
+  volumes(project?: string): Promise<{ volumes: VolumeView[] }> {
+    return this.call('GET', `/v1/volumes${project ? `?project=${enc(project)}` : ''}`);
   }
 
   instances(project?: string): Promise<{ instances: InstanceView[] }> {
@@ -165,13 +212,95 @@ export class EnjinClient {
     return this.call('POST', `/v1/jobs/${enc(id)}/abort`);
   }
 
-  nodes(): Promise<{ nodes: unknown[] }> {
+  nodes(): Promise<{ nodes: NodeListEntry[] }> {
     return this.call('GET', '/v1/nodes');
+  }
+
+  /** A join token for `enjin agent|router --join API --token T`; shown once, only its hash is kept. */
+  createJoinToken(opts: { ttlSeconds?: number; reusable?: boolean } = {}): Promise<{ token: string; expiresAt: string; reusable: boolean }> {
+    return this.call('POST', '/v1/nodes/tokens', { body: opts });
+  }
+
+  drainNode(node: string): Promise<{ node: NodeListEntry; jobs?: Job[] }> {
+    return this.call('POST', `/v1/nodes/${enc(node)}/drain`, { body: {} });
+  }
+
+  activateNode(node: string): Promise<{ node: NodeListEntry; jobs?: Job[] }> {
+    return this.call('POST', `/v1/nodes/${enc(node)}/activate`, { body: {} });
+  }
+
+  removeNode(node: string, force = false): Promise<{ node: NodeListEntry; jobs?: Job[] }> {
+    return this.call('DELETE', `/v1/nodes/${enc(node)}${force ? '?force=true' : ''}`);
+  }
+
+  /** the controllers sharing the store and which one leads */
+  cluster(): Promise<ClusterView> {
+    return this.call('GET', '/v1/cluster');
   }
 
   stats(): Promise<{ routers: unknown[] }> {
     return this.call('GET', '/v1/stats');
   }
+}
+
+/** A node as `GET /v1/nodes` lists it. */
+export interface NodeListEntry {
+  id: string;
+  name: string;
+  /** ready | down | draining */
+  state?: string;
+  /** older controllers: ready | down, with `draining` beside it */
+  status?: string;
+  draining?: boolean;
+  address: string;
+  labels: Record<string, string>;
+  compartment?: string | null;
+  roles?: NodeRole[];
+  capacity?: NodeCapacity | null;
+  disk?: NodeDisk | null;
+  /** instances placed there */
+  instances: number;
+  lastSeenAt: string | null;
+  [more: string]: unknown;
+}
+
+export interface JoinBody {
+  token: string;
+  publicKey: string;
+  name: string;
+  roles: NodeRole[];
+  labels: Record<string, string>;
+  compartment?: string | null;
+  address: string;
+  capacity?: NodeCapacity | null;
+  nodeId?: string;
+}
+
+export interface JoinReply {
+  nodeId: string;
+  rejoined: boolean;
+  nats: { url: string; tlsCaPem?: string; credsText?: string };
+}
+
+/**
+ * Joins a cluster: no bearer token, the join token in the body is the credential. A follower controller names the
+ * leader, and the join is sent there once.
+ */
+export async function joinCluster(api: string, body: JoinBody, followed = false): Promise<JoinReply> {
+  const base = api.replace(/\/$/, '');
+  let res: Response;
+  try {
+    res = await fetch(`${base}/v1/join`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  } catch (err) {
+    throw new EnjinError('controller_unreachable', `cannot reach the enjin API at ${base} to join (${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}); check --join`, { status: 503 });
+  }
+  const text = await res.text();
+  let data: unknown = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = { error: { code: 'bad_response', message: `${base} answered with something that is not enjin JSON: ${text.slice(0, 200)}` } }; }
+  const leaderApi = (data as { leader?: { apiUrl?: unknown } | null })?.leader?.apiUrl;
+  if (res.status === 503 && !followed && typeof leaderApi === 'string' && /^https?:\/\//.test(leaderApi)) return joinCluster(leaderApi, body, true);
+  if (!res.ok) throw EnjinError.fromJSON((data as { error?: unknown })?.error ?? { message: `HTTP ${res.status}` }, res.status);
+  return data as JoinReply;
 }
 
 function enc(s: string): string {
@@ -181,4 +310,14 @@ function enc(s: string): string {
 function query(q: Record<string, string | number | undefined>): string {
   const parts = Object.entries(q).filter(([, v]) => v !== undefined && v !== '').map(([k, v]) => `${k}=${encodeURIComponent(String(v))}`);
   return parts.length ? `?${parts.join('&')}` : '';
+}
+
+/** `GET /v1/cluster` */
+export interface ClusterView {
+  self: { id: string; apiUrl: string; leader: boolean };
+  leader: { id: string; apiUrl: string } | null;
+  store: { available: boolean; pendingWrites: number };
+  /** a rebuild from the nodes (`--recover-from-nodes`) on this controller, or null */
+  recovery: RecoveryView | null;
+  controllers: Array<{ id: string; apiUrl: string; startedAt: string; lastSeenAt: string; leader: boolean; leaderSince: string | null; stale: boolean }>;
 }

@@ -1,4 +1,4 @@
-// `enjin projects`: the projects, their versions, services and hostnames.
+// `enjin projects`: the projects, their versions, services and their URLs.
 import type { Command } from 'commander';
 import { table } from '../format.ts';
 import { client, print } from '../program.ts';
@@ -10,8 +10,8 @@ export function registerProjects(program: Command): void {
     .action(async () => {
       const { projects } = await client().projects();
       print({ projects }, () => projects.length ? table([
-        ['PROJECT', 'VERSION', 'SERVICES', 'HOSTNAMES'],
-        ...projects.map((p) => [p.name, p.version ? `v${p.version}` : '-', p.services.map((s) => `${s.name} ${s.running}/${s.desired}`).join(', '), p.services.flatMap((s) => s.hostnames).join(' ')]),
+        ['PROJECT', 'VERSION', 'SERVICES', 'URLS'],
+        ...projects.map((p) => [p.name, p.version ? `v${p.version}` : '-', p.services.map((s) => `${s.name} ${s.running}/${s.desired}`).join(', '), p.services.flatMap((s) => s.urls ?? s.hostnames).join(' ')]),
       ]) : 'no projects; deploy one with `enjin deploy DIR`');
     });
 }

@@ -1,19 +1,38 @@
-// `enjin ps`: the instances and where they run.
+// `enjin ps`: the instances and where they run, with the app's pid and how its last run ended.
 import type { Command } from 'commander';
 import type { InstanceView } from '../../client/client.ts';
 import { ago, table } from '../format.ts';
 import { client, print } from '../program.ts';
 
+/** `code 1, 3m ago`, `SIGKILL, 5s ago`, `out of memory, 1h ago`; `-` when it never ended. */
+export function lastExitText(exit: InstanceView['lastExit']): string {
+  if (!exit) return '-';
+  const how = exit.oomKilled ? 'out of memory' : exit.signal ? exit.signal : exit.code !== null ? `code ${exit.code}` : 'ended unseen';
+  return `${how}, ${ago(exit.at)}`;
+}
+
 export function registerPs(program: Command): void {
   program
     .command('ps [project]')
-    .description("list instances: state, node, port, restarts")
+    .description('list instances: state, node, address, pid, restarts and how the last run ended')
     .action(async (project: string | undefined) => {
       const c = client();
       const { instances } = await c.instances(project);
       print({ instances }, () => instances.length ? table([
-        ['PROJECT', 'SERVICE', 'INSTANCE', 'VERSION', 'STATE', 'NODE', 'ADDRESS', 'PID', 'RESTARTS', 'AGE'],
-        ...instances.map((i: InstanceView) => [i.project, i.service, i.id, i.version ? `v${i.version}` : '', i.desired === 'stopped' && i.state === 'running' ? 'stopping' : i.state, i.node, i.port ? `${i.host}:${i.port}` : '-', String(i.pid ?? '-'), String(i.restarts), ago(i.createdAt)]),
+        ['PROJECT', 'SERVICE', 'INSTANCE', 'VERSION', 'STATE', 'NODE', 'ADDRESS', 'PID', 'RESTARTS', 'LAST EXIT', 'AGE'],
+        ...instances.map((i: InstanceView) => [
+          i.project,
+          i.service,
+          i.id,
+          i.version ? `v${i.version}` : '',
+          i.desired === 'stopped' && i.state === 'running' ? 'stopping' : i.state,
+          i.nodeName,
+          i.port ? `${i.host}:${i.port}` : '-',
+          String(i.pid ?? '-'),
+          String(i.restarts),
+          lastExitText(i.lastExit),
+          ago(i.createdAt),
+        ]),
       ]) : 'no instances');
     });
 }

@@ -2,9 +2,11 @@
 import { Option, type Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { EnjinError, formatError } from '../../core/errors.ts';
+import { EnjinError } from '../../core/errors.ts';
 import { parseSize, toCount, toPort } from '../arguments.ts';
 import { globals, print } from '../program.ts';
+import { stopOnSignals } from '../roles/options.ts';
+import { parseDuration } from '../roles/durations.ts';
 
 export function registerUp(program: Command): void {
   program
@@ -19,6 +21,7 @@ export function registerUp(program: Command): void {
     .addOption(new Option('--port-range <from-to>', 'ports given to instances').default('20000-29999'))
     .addOption(new Option('--router-max-connections <n>', 'client connections the router accepts (default: from the descriptor limit)').argParser(toCount))
     .addOption(new Option('--min-free-disk <size>', 'below this much free disk for versions and logs the node warns and takes nothing new (e.g. 512M, 2G)').default('1G'))
+    .addOption(new Option('--event-retention <duration>', 'how long `enjin events` keeps what happened (e.g. 12h, 7d)').default('7d'))
     .option('--instance-memory <size>', 'memory limit of each instance, e.g. 512M or 2G, or off (default: 1G, or half the host\'s memory if less)')
     .action(async (o) => {
       // First, so that every role started from here (and every child: router, instances) has the raised limit.
@@ -37,6 +40,7 @@ export function registerUp(program: Command): void {
         dataDir, apiHost: o.apiHost, apiPort: o.apiPort, routerHost: o.routerHost, routerPort: o.routerPort, domain: o.domain,
         databaseUrl: o.databaseUrl ?? process.env.ENJIN_DATABASE_URL, portRange: [from, to], routerMaxConnections: o.routerMaxConnections,
         minFreeDiskBytes: parseSize('--min-free-disk', o.minFreeDisk), instanceMemoryBytes,
+        eventRetentionMs: parseDuration('--event-retention', String(o.eventRetention)),
       });
       print({ api: running.apiUrl, router: `http://${o.routerHost}:${running.routerPort}`, routerMaxConnections: running.routerMaxConnections, data: dataDir, credentials: running.credentialsFile }, () => [
         `enjin is up`,
@@ -45,17 +49,6 @@ export function registerUp(program: Command): void {
         `  data         ${dataDir}`,
         `deploy a directory with: enjin deploy DIR   (Ctrl-C stops everything)`,
       ].join('\n'));
-      let stopping = false;
-      const shutdown = (signal: string) => {
-        if (stopping) {
-          process.stderr.write('stopping now, without waiting\n');
-          process.exit(130);
-        }
-        stopping = true;
-        if (!globals().json) process.stderr.write(`\n${signal}: stopping instances, router, agent and controller…\n`);
-        running.stop().then(() => process.exit(0), (err) => { process.stderr.write(`${formatError(err)}\n`); process.exit(1); });
-      };
-      process.on('SIGINT', () => shutdown('SIGINT'));
-      process.on('SIGTERM', () => shutdown('SIGTERM'));
+      stopOnSignals(running, 'instances, router, agent and controller', globals().json === true);
     });
 }
