@@ -2,7 +2,7 @@
 // survive kill -9 of an instance and of enjin itself, refuse bad input without changing anything.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { EnjinProcess, alive, cleanup, eventually, fixture, tempDir, viaRouter } from './support/enjin.ts';
@@ -25,7 +25,7 @@ describe('core loop on one machine', () => {
     cleanup(dataDir, app);
   });
 
-  const ps = async () => (await enjin.cli(['--json', 'ps'])).json.instances as Array<{ id: string; service: string; state: string; pid: number; version: number; restarts: number; desired: string }>;
+  const ps = async () => (await enjin.cli(['--json', 'ps'])).json.instances as Array<{ id: string; service: string; state: string; pid: number; version: number; restarts: number; desired: string; lastExit: { code: number | null; signal: string | null; at: string } | null }>;
   const running = async (service: string) => (await ps()).filter((i) => i.service === service && i.state === 'running' && i.desired === 'running');
 
   test('healthz answers and the API refuses requests without the token', async () => {
@@ -102,15 +102,26 @@ describe('core loop on one machine', () => {
       return r.stdout.includes('worker tick') ? r : null;
     }, 'worker logs');
     assert.ok(logs.stdout.trim().split('\n').length <= 5);
+    // Each line says when it was written and which instance wrote it; --json gives them as fields.
+    assert.match(logs.stdout, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z worker\.\w{6} \| worker tick/m);
+    const jsonLines = (await enjin.cli(['--json', 'logs', 'worker', '--project', 'hello', '-n', '2'])).stdout.trim().split('\n').map((l) => JSON.parse(l));
+    assert.ok(jsonLines.length > 0 && jsonLines.every((l) => Date.parse(l.time) > 0 && l.instance.startsWith('inst_') && l.service === 'worker' && !/^\d{4}-/.test(l.line)));
     const text = await enjin.cli(['ps']);
     assert.match(text.stdout, /STATE/);
   });
 
   test('kill -9 of an instance: the agent brings it back', async () => {
     const [victim] = await running('web');
+    // `node server.js` is a simple command: exec'd, so the pid enjin reports is the app's, not a `sh -c` wrapper's.
+    assert.equal(readFileSync(`/proc/${victim.pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' '), 'node server.js');
     process.kill(victim.pid, 'SIGKILL');
     const back = await eventually(async () => (await ps()).find((i) => i.id === victim.id && i.state === 'running' && i.pid !== victim.pid), 'the instance restarted');
     assert.equal(back.restarts, 1);
+    assert.equal(back.lastExit?.signal, 'SIGKILL', 'ps --json says how the last run ended');
+    assert.ok(Date.parse(back.lastExit?.at ?? '') > 0);
+    const table = (await enjin.cli(['ps', 'hello'])).stdout;
+    assert.match(table, /LAST EXIT/);
+    assert.match(table.split('\n').find((l) => l.includes(victim.id)) ?? '', /SIGKILL, \d+s ago/);
     pids.add(back.pid);
   });
 
@@ -157,7 +168,7 @@ describe('core loop on one machine', () => {
     assert.equal(versions.length, 1);
   });
 
-  test('a second version deploys while requests flow, with no failed request; rollback returns to v1', async () => {
+  test('a second version deploys while requests flow, with no failed request; rollback returns to the build of v1 as v3', async () => {
     writeFileSync(join(app, 'enjin.yaml'), (await import('node:fs')).readFileSync(join(app, 'enjin.yaml'), 'utf8').replace('GREETING: hi', 'GREETING: hello'));
     let stop = false;
     const counts = { ok: 0, failed: 0, v1: 0, v2: 0 };
@@ -191,9 +202,11 @@ describe('core loop on one machine', () => {
     assert.match((await viaRouter(enjin.routerPort, 'hello.localhost')).body, /^hello from web v2/);
     for (const i of await ps()) assert.equal(i.version, 2, 'no v1 instance is left');
 
+    // A rollback is a release of its own: v3, with v1's build and config.
     const rb = await enjin.cli(['rollback', '--project', 'hello']);
     assert.equal(rb.code, 0, rb.stderr);
-    assert.match((await viaRouter(enjin.routerPort, 'hello.localhost')).body, /^hi from web v1/);
+    assert.match(rb.stdout, /hello v3 is live \(rollback to v1\)/);
+    assert.match((await viaRouter(enjin.routerPort, 'hello.localhost')).body, /^hi from web v3/);
   });
 
   test('kill -9 of enjin itself: on restart the same processes are adopted, none duplicated, history kept', async () => {

@@ -26,5 +26,5 @@ test('a deploy to a node below --min-free-disk is refused with node_disk_full', 
   assert.match(enjin.output, /less than its minimum/, 'the agent warned in its log');
   const nodes = await enjin.cli(['nodes']);
   assert.match(nodes.stdout, /DISK FREE/);
-  assert.match(nodes.stdout, /\d+\.\d GiB \(LOW\)/, '`enjin nodes` shows the low disk');
+  assert.match(nodes.stdout, /\d+(\.\d)?[KMGT] \(LOW\)/, '`enjin nodes` shows the low disk');
 });

@@ -110,6 +110,8 @@ describe('apps run unprivileged and cannot reach enjin', { skip: !root && 'needs
       ['/list', join(agent, 'versions')],
       ['/read', join(agent, 'versions', `${v1}.prepare.log`)],
       ['/read', join(agent, 'versions', `${v1}.prepared`)],
+      // the verified package the agent keeps for a controller recovering from the nodes
+      ['/read', join(agent, 'versions', `.package-${v1}.tar.gz`)],
       ['/write', join(data, 'planted')],
       ['/write', join(agent, 'planted')],
       ['/write', join(agent, 'versions', `${v1}.prepared`)],

@@ -167,7 +167,8 @@ export function viaRouter(port: number, host: string, path = '/', opts: { method
 }
 
 /** Polls until `check` returns a truthy value; robust on a loaded machine, so only a generous overall limit. */
-export async function eventually<T>(check: () => Promise<T | undefined | null | false> | T | undefined | null | false, what: string, timeoutMs = 60_000): Promise<T> {
+/** Polls `check` until it returns something truthy. `what` may be a function, read only on timeout (a process's output then). */
+export async function eventually<T>(check: () => Promise<T | undefined | null | false> | T | undefined | null | false, what: string | (() => string), timeoutMs = 60_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -177,7 +178,7 @@ export async function eventually<T>(check: () => Promise<T | undefined | null | 
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${typeof what === 'function' ? what() : what}${last ? `: ${(last as Error).message}` : ''}`);
     await new Promise((r) => setTimeout(r, 200));
   }
 }
@@ -193,4 +194,29 @@ export function alive(pid: number): boolean {
 
 export function cleanup(...dirs: string[]): void {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
+}
+
+/**
+ * Runs `work` while one client sends requests for `host` through the router back to back (20 ms apart), and counts
+ * every request and every failure (an error, a timeout, a status other than 200): for "no failed request" checks.
+ */
+export async function underLoad<T>(routerPort: number, host: string, work: () => Promise<T>): Promise<{ result: T; requests: number; failures: string[] }> {
+  let requests = 0;
+  const failures: string[] = [];
+  let loading = true;
+  const load = (async () => {
+    while (loading) {
+      requests++;
+      await viaRouter(routerPort, host, '/', { timeoutMs: 10_000 })
+        .then((r) => { if (r.status !== 200) failures.push(`${r.status} ${r.body.slice(0, 120)}`); })
+        .catch((err: Error) => failures.push(err.message));
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+  try {
+    return { result: await work(), requests, failures };
+  } finally {
+    loading = false;
+    await load;
+  }
 }

@@ -2,10 +2,10 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { freePort } from './cluster-services.ts';
 
 export interface TestPostgres {
   /** a database nobody else uses, owned by a superuser */
@@ -14,6 +14,12 @@ export interface TestPostgres {
   createDatabase(): Promise<string>;
   /** stops the server and removes its directory (or drops the databases made on ENJIN_TEST_DATABASE_URL) */
   stop(): Promise<void>;
+  /**
+   * Outage tests: `halt` stops the server (fast shutdown: every session ends) and keeps its data; `resume` starts it
+   * again on the same port. Absent on ENJIN_TEST_DATABASE_URL (a shared server is not ours to stop).
+   */
+  halt?(): Promise<void>;
+  resume?(): Promise<void>;
 }
 
 /** Generous: initdb and startup can take tens of seconds on a loaded 2-core CI machine. */
@@ -97,12 +103,23 @@ async function startPrivateServer(): Promise<TestPostgres> {
     }
   };
 
+  let options = '';
+  const start = (): Promise<void> =>
+    run('pg_ctl', ['-D', dataDir, '-l', join(dir, 'server.log'), '-o', options, '-w', '-t', String(STEP_TIMEOUT_MS / 1000), 'start']);
+  const halt = async (): Promise<void> => {
+    await run('pg_ctl', ['-D', dataDir, '-m', 'fast', '-w', '-t', String(STEP_TIMEOUT_MS / 1000), 'stop']);
+  };
+  const resume = async (): Promise<void> => {
+    await start();
+    await waitUntilAccepting(`postgres://postgres@127.0.0.1:${port}/postgres`);
+  };
+
   try {
     await run('initdb', ['-D', dataDir, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--no-locale', '--no-sync', '--no-instructions']);
     // Another process may grab the free port we found before postgres binds it: try again with a new one.
     for (let attempt = 1; ; attempt++) {
       port = await freePort();
-      const options = [
+      options = [
         `-p ${port}`,
         `-k '${dir}'`,
         '-c listen_addresses=127.0.0.1',
@@ -112,7 +129,7 @@ async function startPrivateServer(): Promise<TestPostgres> {
         '-c max_connections=100',
       ].join(' ');
       try {
-        await run('pg_ctl', ['-D', dataDir, '-l', join(dir, 'server.log'), '-o', options, '-w', '-t', String(STEP_TIMEOUT_MS / 1000), 'start']);
+        await start();
         break;
       } catch (err) {
         if (attempt >= 3) throw new Error(`${(err as Error).message}\nserver log:\n${readLog(dir)}`);
@@ -127,7 +144,7 @@ async function startPrivateServer(): Promise<TestPostgres> {
       created.push(name);
       return urlWithDatabase(adminUrl, name);
     };
-    return { url: await createDatabase(), createDatabase, stop };
+    return { url: await createDatabase(), createDatabase, stop, halt, resume };
   } catch (err) {
     await stop().catch(() => undefined);
     throw err;
@@ -174,18 +191,6 @@ function runCommand(cmd: string, args: string[], cwd: string): Promise<void> {
       clearTimeout(timer);
       if (code === 0) resolve();
       else reject(new Error(`${cmd} ${args.join(' ')} failed (${signal ?? `exit ${code}`}):\n${output.trim()}`));
-    });
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
     });
   });
 }
