@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { runBench, saveResults } from './common.ts';
 
 const HOSTNAME = 'bench.enjin.test';
 const DURATION_S = 10;
@@ -265,24 +266,12 @@ async function main(): Promise<number> {
     lines.push('', `router RSS: ${(rssIdle.rss / 1024).toFixed(1)} MiB idle, ${(rssAfter.rss / 1024).toFixed(1)} MiB after the runs, peak ${(rssAfter.peak / 1024).toFixed(1)} MiB`);
     console.log(lines.join('\n'));
 
-    const resultsDir = join(benchDir, 'results');
-    await mkdir(resultsDir, { recursive: true });
-    const file = join(resultsDir, `router-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-    await writeFile(
-      file,
-      `${JSON.stringify(
-        {
-          at: new Date().toISOString(),
-          machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },
-          settings: { durationS: DURATION_S, warmupS: WARMUP_S, connections: CONNECTIONS, wrkThreads: 1, body: BODY },
-          rows,
-          routerRssKiB: { idle: rssIdle.rss, after: rssAfter.rss, peak: rssAfter.peak },
-        },
-        null,
-        2,
-      )}\n`,
-    );
-    console.log(`results: ${file}`);
+    await saveResults('router', {
+      machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },
+      settings: { durationS: DURATION_S, warmupS: WARMUP_S, connections: CONNECTIONS, wrkThreads: 1, body: BODY },
+      rows,
+      routerRssKiB: { idle: rssIdle.rss, after: rssAfter.rss, peak: rssAfter.peak },
+    });
     return 0;
   } finally {
     process.off('SIGINT', onSignal);
@@ -291,7 +280,4 @@ async function main(): Promise<number> {
   }
 }
 
-process.exitCode = await main().catch((err: unknown) => {
-  console.error(`bench failed: ${(err as Error).message}`);
-  return 1;
-});
+await runBench(main);

@@ -3,11 +3,11 @@
 // separate processes and prints both runs side by side.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { runBench, saveResults, stopUp } from './common.ts';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
 const repoDir = dirname(benchDir);
@@ -107,25 +107,12 @@ async function main(): Promise<number> {
       `API under load: ${api.rps.toFixed(0)} req/s answered of ${API_RATE} asked, p50 ${ms(api.p50)}, p99 ${ms(api.p99)}, errors ${api.errors + api.non2xx}, not sent (too many in flight) ${api.skipped}`,
     ];
     console.log(lines2.join('\n'));
-    const resultsDir = join(benchDir, 'results');
-    await mkdir(resultsDir, { recursive: true });
-    const file = join(resultsDir, `up-load-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-    await writeFile(file, `${JSON.stringify({ at: new Date().toISOString(), seconds: SECONDS, routerRate: ROUTER_RATE, apiRate: API_RATE, alone, loaded, api }, null, 2)}\n`);
-    console.log(`results: ${file}`);
+    await saveResults('up-load', { seconds: SECONDS, routerRate: ROUTER_RATE, apiRate: API_RATE, alone, loaded, api });
     return 0;
   } finally {
-    if (up && up.exitCode === null && up.signalCode === null) {
-      const exited = new Promise((r) => up!.once('exit', r));
-      up.kill('SIGINT');
-      const timer = setTimeout(() => up!.kill('SIGKILL'), 20_000);
-      await exited;
-      clearTimeout(timer);
-    }
+    await stopUp(up);
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-process.exitCode = await main().catch((err: unknown) => {
-  console.error(`bench failed: ${(err as Error).message}`);
-  return 1;
-});
+await runBench(main);

@@ -22,4 +22,4 @@ const only = process.argv.slice(2);
 const files = only.length ? only : [...find('src'), ...find('test')].sort();
 run('npx', ['tsc', '-p', 'tsconfig.json', '--noEmit']);
 run('npx', ['tsc', '-p', 'tsconfig.build.json']);
-run(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=300000', ...files]);
+run(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=600000', ...files]);
