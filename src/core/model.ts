@@ -23,6 +23,12 @@ export interface ServiceSpec {
    * service's own winning); absent: none. The directory itself is on the node: see core/volumes.ts.
    */
   volumes?: Record<string, string>;
+  /** absent: the default for the service (core/service-policies.ts restartOf) */
+  restart?: RestartSpec;
+  /** absent: the default rollout (core/service-policies.ts updateOf) */
+  update?: UpdateSpec;
+  /** seconds a stopping instance's in-flight requests may take after it left the routes (default 30) */
+  drain?: number;
 }
 
 /** Seconds: to connect to an instance, for its response headers, and between two chunks of its response body. */
@@ -32,11 +38,60 @@ export interface ServiceTimeouts {
   idle: number;
 }
 
+/**
+ * The service's health check (`health:`): one probe that serves as both readiness and liveness. A failed probe takes
+ * the instance out of the routes at once (readiness); `retries` failures in a row restart it (liveness). Durations are
+ * seconds. Fields after `startTimeout` are absent in versions stored before they existed: read them through
+ * `healthOf` (core/service-policies.ts), which fills the defaults.
+ */
 export interface HealthSpec {
   /** HTTP path probed with GET; 2xx/3xx is healthy */
   http?: string;
+  /** with `http`: the body must contain this text */
+  expect?: string;
+  /** with `http`: the Host header sent (default: the instance's address) */
+  host?: string;
+  /** connect to $PORT; healthy when it accepts */
+  tcp?: boolean;
+  /** shell command run in the instance's directory and environment; exit 0 is healthy */
+  command?: string;
   /** seconds an instance may take to become ready before its start fails */
   startTimeout: number;
+  /** seconds between probes (default 10) */
+  interval?: number;
+  /** seconds one probe may take (default 2) */
+  timeout?: number;
+  /** failures in a row that restart the instance (default 3) */
+  retries?: number;
+  /** seconds after start during which failures do not count (default 0) */
+  grace?: number;
+}
+
+/** `restart:` per service: what the agent does when an instance's process exits on its own. Durations are seconds. */
+export interface RestartSpec {
+  /** always: any exit restarts; on-failure: only a non-zero exit or a signal (exit 0 finishes it); never: no restart */
+  policy: 'always' | 'on-failure' | 'never';
+  /** restarts allowed within `window` before the instance is marked failed (and replaced) */
+  maxAttempts: number;
+  window: number;
+  /** wait before a restart: `initial`, doubling up to `max` */
+  backoff: { initial: number; max: number };
+}
+
+/** `update:` per service, after Nomad's update stanza: how a new version replaces the running one. Seconds. */
+export interface UpdateSpec {
+  /** new instances started (and old ones stopped) per batch; 0: all at once */
+  parallelism: number;
+  /** new instances started first, taking their share of traffic; the rollout pauses until `deploy --promote` */
+  canary: number;
+  /** each new instance must stay healthy this long before the batch counts as done */
+  minHealthyTime: number;
+  /** a batch not healthy by then fails the rollout */
+  healthyDeadline: number;
+  /** a failed rollout puts the previous release back */
+  autoRollback: boolean;
+  /** instances above the wanted count during the rollout; 0: as many as a batch */
+  maxSurge: number;
 }
 
 export interface Manifest {
@@ -148,9 +203,28 @@ export type InstanceDesiredState = 'running' | 'stopped';
  * - running: ready (listening, or alive for a moment if it does not listen)
  * - backoff: exited unexpectedly; waiting before the next restart
  * - stopping / stopped: stopped on purpose
- * - failed: gave up (prepare failed, start timed out, unrecoverable)
+ * - finished: exited on its own and its restart policy says that is the end (exit 0 under on-failure; any exit
+ *   under never): counted as done, neither restarted nor replaced
+ * - failed: gave up (prepare failed, start timed out, restarts exhausted within the window, unrecoverable)
  */
-export type InstanceState = 'pending' | 'preparing' | 'starting' | 'running' | 'backoff' | 'stopping' | 'stopped' | 'failed';
+export type InstanceState = 'pending' | 'preparing' | 'starting' | 'running' | 'backoff' | 'stopping' | 'stopped' | 'finished' | 'failed';
+
+/**
+ * What the health check says of a running instance: starting (no probe passed yet, or within grace), healthy (the last
+ * probe passed), unhealthy (the last probe failed: out of the routes), none (the service has no health check).
+ */
+export type InstanceHealth = 'healthy' | 'unhealthy' | 'starting' | 'none';
+
+/** The last probe of an instance, as its agent reports it. */
+export interface ProbeResult {
+  ok: boolean;
+  at: string;
+  durationMs: number;
+  /** for people: "HTTP 503 from /healthz", "connection refused", the command's last output lines */
+  output: string;
+  /** failed probes in a row (0 after a pass) */
+  failures: number;
+}
 
 export interface InstanceCurrent {
   state: InstanceState;
@@ -164,6 +238,10 @@ export interface InstanceCurrent {
   /** how the last run ended: exit code or signal (both null: it ended unseen, while no agent ran), and when */
   lastExit: { code: number | null; signal: string | null; at: string; oomKilled?: boolean } | null;
   message: string | null;
+  /** absent from agents older than health checks: read as 'none' when running */
+  health?: InstanceHealth;
+  /** the last probe's result; absent or null before the first probe or without a health check */
+  probe?: ProbeResult | null;
   /** when the agent last reported it */
   reportedAt: string;
 }
