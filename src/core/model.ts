@@ -172,6 +172,8 @@ export interface ProjectRollout {
    */
   phase: 'rolling' | 'paused' | 'failed' | 'rolling-back';
   promoted: boolean;
+  /** times it has waited for the operator so far (a client that promoted follows until the next one) */
+  pauses: number;
   /** for people: why it paused, failed or rolls back */
   reason: string | null;
 }

@@ -96,7 +96,7 @@ describe('rollout job', () => {
     const tree = await c.jobs.getTree(root.id, true);
     const log = tree.children[0].log!.join('\n');
     if (process.env.SHOW_LOG) console.log(log);
-    assert.match(log, /paused: promote with `enjin deploy --promote --project shop`/);
+    assert.match(log, /rollout paused: promote with `enjin deploy --promote --project shop`/);
     assert.match(log, /promoted by test/);
     assert.throws(() => c.rollouts.abort(project(), 'test'), (err: unknown) => err instanceof EnjinError && err.code === 'no_paused_rollout');
   });

@@ -6,6 +6,7 @@
 // next start; the deploy's routes never moved to the new version, so the project changes put the previous version
 // back (as for any failed deploy) and the reconciler stops the new instances. The project's `rollout` record is never
 // stored, so the restarted controller routes the previous version only. Deploying again starts a fresh rollout.
+import { ROLLOUT_PAUSED, ROLLOUT_WAITING } from '../../core/api.ts';
 import { EnjinError } from '../../core/errors.ts';
 import type { Instance, Project, ProjectRollout, Version } from '../../core/model.ts';
 import { updateOf } from '../../core/service-policies.ts';
@@ -36,6 +37,7 @@ class RolloutRun implements RolloutControl {
   private mode: 'forward' | 'rollback' = 'forward';
   private phase: ProjectRollout['phase'] = 'rolling';
   private promoted = false;
+  private pauses = 0;
   /** why the rollout is rolling back (the job then fails with it) */
   private failure: string | null = null;
   /** the operator asked for it and the loop has not taken it yet */
@@ -148,7 +150,7 @@ class RolloutRun implements RolloutControl {
       if (step.kind === 'paused' && this.phase !== 'paused' && this.phase !== 'failed') {
         await this.setRecord('paused', 'canaries are up: waiting for promotion');
         const name = this.project().name;
-        log(`paused: promote with \`enjin deploy --promote --project ${name}\` or abort with \`enjin deploy --abort --project ${name}\``);
+        log(`${ROLLOUT_PAUSED} promote with \`enjin deploy --promote --project ${name}\` or abort with \`enjin deploy --abort --project ${name}\``);
       }
       await this.waitForChange(step.kind === 'wait' ? step.wakeAt : null);
     }
@@ -217,7 +219,7 @@ class RolloutRun implements RolloutControl {
       await this.setRecord('failed', why);
       const name = this.project().name;
       log(`failed without auto_rollback: ${why}`);
-      log(`waiting: try the batch again with \`enjin deploy --promote --project ${name}\`, or put v${this.from.number} back with \`enjin deploy --abort --project ${name}\``);
+      log(`${ROLLOUT_WAITING} try the batch again with \`enjin deploy --promote --project ${name}\`, or put v${this.from.number} back with \`enjin deploy --abort --project ${name}\``);
     }
     await this.waitForChange(null);
   }
@@ -264,8 +266,9 @@ class RolloutRun implements RolloutControl {
   }
 
   private async setRecord(phase: ProjectRollout['phase'], reason: string | null): Promise<void> {
+    if ((phase === 'paused' || phase === 'failed') && phase !== this.phase) this.pauses++;
     this.phase = phase;
-    const record: ProjectRollout = { fromVersionId: this.from.id, toVersionId: this.to.id, jobId: this.ctx.job.id, rootJobId: this.rootJobId, phase, promoted: this.promoted, reason };
+    const record: ProjectRollout = { fromVersionId: this.from.id, toVersionId: this.to.id, jobId: this.ctx.job.id, rootJobId: this.rootJobId, phase, promoted: this.promoted, pauses: this.pauses, reason };
     await this.host.saveProject({ ...this.project(), rollout: record });
   }
 

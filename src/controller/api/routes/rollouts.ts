@@ -2,28 +2,18 @@
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
+import type { RolloutView } from '../../../core/api.ts';
 import type { Project } from '../../../core/model.ts';
 import type { Controller } from '../../controller.ts';
 import { callerOf } from '../inputs.ts';
 
 const ProjectParams = Type.Object({ project: Type.String() });
 
-/** The rollout as the API shows it: versions by number, for people and scripts. */
-export interface RolloutView {
-  from: number | null;
-  to: number | null;
-  phase: NonNullable<Project['rollout']>['phase'];
-  promoted: boolean;
-  reason: string | null;
-  /** the root of the rollout's job tree: follow it with `enjin jobs show ID -f` */
-  job: string;
-}
-
 export function viewRollout(c: Controller, p: Project): RolloutView | null {
   const r = p.rollout;
   if (!r) return null;
   const number = (id: string) => c.state.versions.get(id)?.number ?? null;
-  return { from: number(r.fromVersionId), to: number(r.toVersionId), phase: r.phase, promoted: r.promoted, reason: r.reason, job: r.rootJobId };
+  return { from: number(r.fromVersionId), to: number(r.toVersionId), phase: r.phase, promoted: r.promoted, pauses: r.pauses, reason: r.reason, job: r.rootJobId };
 }
 
 export function rolloutRoutes(c: Controller) {
