@@ -49,11 +49,13 @@ describe('rollout job', () => {
   /** the most web instances meant to run at once, since the last reset */
   let maxAlive = 0;
 
+  const startController = () => Controller.start({ store, bus, dataDir: join(dir, 'controller'), domain: 'localhost', reconcileIntervalMs: 600_000, drainTimeoutMs: 200 });
+
   before(async () => {
     dir = tempDir('rollout-job');
     store = await openStore({ dataDir: dir });
     bus = new MemoryBus();
-    c = await Controller.start({ store, bus, dataDir: join(dir, 'controller'), domain: 'localhost', reconcileIntervalMs: 600_000, drainTimeoutMs: 200 });
+    c = await startController();
     for (const [name, port] of [['alpha', 43_000], ['bravo', 44_000]] as const) {
       const a = new SimulatedAgent(bus, `node_${name}`, name, port);
       a.healthOnStart = () => 'healthy';
@@ -144,5 +146,30 @@ describe('rollout job', () => {
     assert.deepEqual(web().map((i) => i.id).sort(), before);
     assert.equal(c.state.versions.get(project().currentVersionId!)!.number, 2);
     assert.equal(project().rollout ?? null, null);
+  });
+
+  test('a controller restarted mid-rollout ends it as interrupted and puts the previous version back', async () => {
+    const before = web().map((i) => i.id).sort();
+    const previous = project().currentVersionId;
+    await deploy({ canary: 1 });
+    await waitFor('the rollout to pause', () => project().rollout?.phase === 'paused');
+    assert.equal(web().length, 5);
+    await c.stop();
+    c = await startController();
+    for (const a of agents) {
+      a.disconnect();
+      a.connect();
+    }
+    await waitFor('both nodes ready again', () => [...c.state.nodes.values()].filter((n) => n.status === 'ready').length === 2);
+    assert.equal(project().rollout ?? null, null, 'the rollout record is not kept across a restart');
+    assert.equal(project().currentVersionId, previous, 'the interrupted deploy put the previous version back as desired');
+    const deadline = Date.now() + 60_000;
+    while (web().map((i) => i.id).sort().join() !== before.join()) {
+      if (Date.now() > deadline) throw new Error(`the canary was not stopped: ${web().map((i) => `${i.id} v${versionNumber(i)}`).join(', ')}`);
+      await c.tick();
+      await Promise.all(c.jobs.activeRoots().map((r) => c.jobs.wait(r.id)));
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.deepEqual(upstreams().length <= 4 && upstreams().every((id) => before.includes(id)), true, 'only the old version is routed');
   });
 });

@@ -24,6 +24,14 @@ const MAX_WAIT_MS = 5000;
 /** failed steps of a rollback tried again before the rollback gives up (the reconciler converges after that) */
 const ROLLBACK_ATTEMPTS = 3;
 
+/**
+ * The engine aborts every running job when the controller stops or steps down (JobEngine.stop). A rollback then would
+ * be cut short by the process going away; the tree is recovered as interrupted instead (see the top of this file).
+ */
+function controllerStopping(signal: AbortSignal): boolean {
+  return signal.aborted && signal.reason instanceof Error && signal.reason.message === 'the controller is stopping';
+}
+
 export function rolloutActions(host: ActionHost, actions: Record<string, JobAction>, registry: RolloutRegistry, now: () => number = Date.now): Record<string, JobAction> {
   return { rollout: (ctx) => new RolloutRun(host, actions, registry, now, ctx).run() };
 }
@@ -99,7 +107,7 @@ class RolloutRun implements RolloutControl {
       await this.loop();
     } catch (err) {
       // A failure before anything was rolled (the release command, a placement) still owes the rollback its turn.
-      if (this.mode === 'forward' && !(err instanceof EnjinError && err.code === 'rollout_rolled_back')) {
+      if (this.mode === 'forward' && !controllerStopping(signal) && !(err instanceof EnjinError && err.code === 'rollout_rolled_back')) {
         await this.rollBack(`${(err as Error).message}`);
         await this.loop();
       } else throw err;
@@ -115,6 +123,7 @@ class RolloutRun implements RolloutControl {
     const { log, signal } = this.ctx;
     let rollbackErrors = 0;
     for (;;) {
+      if (controllerStopping(signal)) throw signal.reason;
       if (signal.aborted && this.mode === 'forward') await this.rollBack(`aborted: ${(signal.reason as Error)?.message ?? 'by a user'}`);
       if (this.request?.kind === 'abort' && this.mode === 'forward') await this.rollBack(`aborted by ${this.request.by}`);
       if (this.request?.kind === 'promote' && this.waitingForOperator()) {
