@@ -2,6 +2,7 @@
 // batch failed without auto_rollback), saying how to go on; and `enjin deploy --promote` / `--abort`.
 import type { EnjinClient, JobTree, RolloutView } from '../../client/client.ts';
 import { ROLLOUT_PAUSED, ROLLOUT_WAITING } from '../../core/api.ts';
+import { EnjinError } from '../../core/errors.ts';
 import { failureSummary } from '../follow-job.ts';
 import { globals, print } from '../program.ts';
 import { duration, watchTree } from '../render.ts';
@@ -81,4 +82,13 @@ export async function actOnRollout(c: EnjinClient, project: string, act: 'promot
   if (!globals().json) process.stderr.write(`${act === 'promote' ? 'promoted' : 'aborting'} the rollout of ${project} (job ${res.job.id})\n`);
   const followed = await followRollout(c, project, res.job.id, res.rollout?.pauses ?? 0);
   reportRollout(project, followed, { project }, { aborted: act === 'abort' });
+}
+
+/** The project `--promote`/`--abort` act on without --project: the directory's, else a clear request for --project. */
+export function rolloutProject(fromDirectory: () => string): string {
+  try {
+    return fromDirectory();
+  } catch (err) {
+    throw new EnjinError('project_required', `--promote and --abort need the project: pass --project NAME (${(err as Error).message})`);
+  }
 }

@@ -10,7 +10,7 @@ import { parseManifestParts } from '../../core/manifest.ts';
 import { followJob } from '../follow-job.ts';
 import { client, globals, print } from '../program.ts';
 import { duration } from '../render.ts';
-import { actOnRollout, followRollout, reportRollout } from './deploy-rollout.ts';
+import { actOnRollout, followRollout, reportRollout, rolloutProject } from './deploy-rollout.ts';
 
 export function registerDeploy(program: Command): void {
   program
@@ -22,7 +22,7 @@ export function registerDeploy(program: Command): void {
     .option('--abort', 'abort the rollout of --project (or DIR\'s project), putting the previous version back')
     .action(async (dir: string | undefined, o: { project?: string; detach?: boolean; promote?: boolean; abort?: boolean }) => {
       if (o.promote && o.abort) throw new EnjinError('invalid_request', '--promote and --abort exclude each other: pass one');
-      if (o.promote || o.abort) return actOnRollout(client(), o.project ?? projectFor(resolve(dir ?? '.'), undefined), o.promote ? 'promote' : 'abort');
+      if (o.promote || o.abort) return actOnRollout(client(), o.project ?? rolloutProject(() => projectFor(resolve(dir ?? '.'), undefined)), o.promote ? 'promote' : 'abort');
       const root = resolve(dir ?? '.');
       if (!existsSync(root)) throw new EnjinError('not_found', `${root} does not exist`, { status: 404 });
       const project = projectFor(root, o.project);
