@@ -3,9 +3,9 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { EnjinError } from '../core/errors.ts';
 import type { ConfigVars, Job, JobState, NodeCapacity, NodeDisk, NodeRole } from '../core/model.ts';
-import type { InstanceView, JobPageView, JobTreeView, ProjectView, RecoveryView, ReleaseView, VersionView, VolumeView } from '../core/api.ts';
+import type { InstanceView, JobPageView, JobTreeView, ProjectView, RecoveryView, ReleaseView, RolloutView, VersionView, VolumeView } from '../core/api.ts';
 
-export type { InstanceView, ProjectView, VersionView } from '../core/api.ts';
+export type { InstanceView, ProjectView, RolloutView, VersionView } from '../core/api.ts';
 export type JobTree = JobTreeView;
 
 /** A volume a destroy left on its node. */
@@ -92,6 +92,21 @@ export class EnjinClient {
   /** `git`: the checkout's commit and subject line, which `enjin releases` shows */
   deploy(project: string, tarball: Buffer, git?: { commit: string; message: string }): Promise<{ project: ProjectView; version: VersionView; created: boolean; job: Job | null }> {
     return this.call('POST', `/v1/projects/${enc(project)}/deploys${query({ commit: git?.commit, message: git?.message })}`, { raw: tarball });
+  }
+
+  /** The project's rollout under way; null: none. */
+  rollout(project: string): Promise<{ rollout: RolloutView | null }> {
+    return this.call('GET', `/v1/projects/${enc(project)}/rollout`);
+  }
+
+  /** Promotes a paused rollout's canaries (409 no_paused_rollout when none waits); `job` is the rollout's tree. */
+  promoteRollout(project: string): Promise<{ rollout: RolloutView | null; job: Job }> {
+    return this.call('POST', `/v1/projects/${enc(project)}/rollout/promote`, { body: {} });
+  }
+
+  /** Aborts the rollout under way, putting the previous version back (409 no_paused_rollout when none runs). */
+  abortRollout(project: string): Promise<{ rollout: RolloutView | null; job: Job }> {
+    return this.call('POST', `/v1/projects/${enc(project)}/rollout/abort`, { body: {} });
   }
 
   config(project: string, reveal = false): Promise<{ release: number | null; revealed: boolean; config: ConfigVars }> {

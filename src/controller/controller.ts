@@ -14,6 +14,8 @@ import { desiredInstancesFor } from './jobs/specs.ts';
 import { JobEngine } from './jobs/engine.ts';
 import { JobIndex } from './jobs/job-index.ts';
 import { jobActions, type ActionHost } from './jobs/actions.ts';
+import { rolloutActions } from './rollout/rollout-job.ts';
+import { RolloutRegistry } from './rollout/registry.ts';
 import { buildRouteTable } from './routes/build.ts';
 import { RoutePublisher } from './routes/publisher.ts';
 import { NodeReportIntake } from './node-reports.ts';
@@ -74,6 +76,8 @@ export class Controller implements ActionHost {
   readonly leadership: Leadership;
   readonly bus: Bus;
   readonly jobs: JobEngine;
+  /** health-gated rollouts under way: what `deploy --promote` and `--abort` reach */
+  readonly rollouts = new RolloutRegistry();
   /** one-off processes (`enjin run`), each a job tree joined to its client's connection */
   readonly runs: OneOffRuns;
   /** what `GET /v1/jobs` pages through: the newest jobs in memory */
@@ -134,7 +138,7 @@ export class Controller implements ActionHost {
     this.packages = packageStoreFor(opts.store, opts.dataDir);
     // A one-off run changes no desired state: how it ends is no failure of the project's (no backoff, no revert).
     this.runs = new OneOffRuns(this);
-    this.jobs = new JobEngine({ store: this.store, actions: { ...jobActions(this), ...this.runs.actions }, onTreeFinished: (root, jobs) => (root.kind === 'run' ? undefined : this.changes.treeFinished(root, jobs)) });
+    this.jobs = new JobEngine({ store: this.store, actions: { ...jobActions(this), ...rolloutActions(this, jobActions(this), this.rollouts), ...this.runs.actions }, onTreeFinished: (root, jobs) => (root.kind === 'run' ? undefined : this.changes.treeFinished(root, jobs)) });
     this.changes = new ProjectChanges({
       state, store: this.store, bus: this.bus, jobs: this.jobs, packages: this.packages, domain: this.domain, actions: this,
       now: () => this.now(), saveProject: (p) => this.saveProject(p), defaultWorkspace: () => this.defaultWorkspace(),

@@ -10,6 +10,7 @@ import { componentLogger } from '../log/logger.ts';
 import type { JobEngine } from './jobs/engine.ts';
 import { buildTree, type ActionHost } from './jobs/actions.ts';
 import { restartTree } from './jobs/restart-tree.ts';
+import { rolloutTree, wantsRollout } from './rollout/rollout-tree.ts';
 import { isEmptyPlan, reconcile, type Plan } from './reconcile/reconcile.ts';
 import { hostnameClashes } from './hostnames.ts';
 import type { ControllerState } from './state.ts';
@@ -212,7 +213,9 @@ export class ProjectChanges {
         const previous = project.currentVersionId;
         await this.h.saveProject({ ...state.projects.get(project.id)!, currentVersionId: version.id });
         this.backoff.delete(project.id);
-        job = await this.startPlan(state.projects.get(project.id)!, plan, 'deploy', `deploy ${projectName} v${version.number}`, { previousVersionId: previous, targetVersionId: version.id });
+        const p = state.projects.get(project.id)!;
+        const [title, params] = [`deploy ${projectName} v${version.number}`, { previousVersionId: previous, targetVersionId: version.id }];
+        job = wantsRollout(state, p, version) ? await this.startTree(p, rolloutTree(state, p, version, 'deploy', title, params)) : await this.startPlan(p, plan, 'deploy', title, params);
       }
       return { project: state.projects.get(project.id)!, version, created: !same, job };
     });

@@ -135,3 +135,21 @@ export interface VolumeView {
   sizeBytes: number | null;
   measuredAt: string | null;
 }
+
+/** A project's rollout under way (`GET /v1/projects/NAME/rollout`): versions by number. */
+export interface RolloutView {
+  from: number | null;
+  to: number | null;
+  /** rolling, paused (canaries up, waiting for promotion), failed (a batch failed without auto_rollback), rolling-back */
+  phase: 'rolling' | 'paused' | 'failed' | 'rolling-back';
+  promoted: boolean;
+  /** times it has waited for the operator so far: its job's log says `paused: …` (or `waiting: …`) at each */
+  pauses: number;
+  reason: string | null;
+  /** the root of the rollout's job tree: follow it with `enjin jobs show ID -f` */
+  job: string;
+}
+
+/** How a rollout job's log line begins when it starts waiting for the operator: a client following it stops there. */
+export const ROLLOUT_PAUSED = 'rollout paused:';
+export const ROLLOUT_WAITING = 'rollout waiting:';

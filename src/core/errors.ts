@@ -38,6 +38,8 @@ export const ERROR_CODES = {
   not_deployed: 'the project has no version yet',
   no_earlier_version: 'there is no version to roll back to',
   job_finished: 'the job tree has already ended',
+  no_paused_rollout: 'the project has no rollout waiting for promotion (or for abort)',
+  rollout_rolled_back: 'a rollout failed its health gate and put the previous version back',
   // nodes and instances
   no_ready_nodes: 'no node can take the work now',
   node_disk_full: 'a node has less free disk than its threshold',

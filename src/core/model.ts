@@ -148,8 +148,34 @@ export interface Project {
    * version's config is the project's and a change makes a new release.
    */
   config?: ConfigVars;
+  /**
+   * A health-gated rollout under way (a service with `update:` parallelism or canaries): while set, routers carry the
+   * instances of both its versions. Kept in memory only: a controller that restarts mid-rollout ends the rollout's
+   * tree as interrupted, and the failed deploy puts the previous version back (see controller/rollout/rollout-job.ts).
+   */
+  rollout?: ProjectRollout | null;
   createdAt: string;
   updatedAt: string;
+}
+
+/** A rollout in progress, from the version running to the one rolling out. */
+export interface ProjectRollout {
+  fromVersionId: string;
+  toVersionId: string;
+  /** the rollout job (the tree's root is jobId's root) */
+  jobId: string;
+  rootJobId: string;
+  /**
+   * rolling: batches under way; paused: canaries up, waiting for `deploy --promote` or `--abort`; failed: a batch
+   * failed its health gate without auto_rollback, waiting for `--promote` (try the batch again) or `--abort`;
+   * rolling-back: putting the previous version back
+   */
+  phase: 'rolling' | 'paused' | 'failed' | 'rolling-back';
+  promoted: boolean;
+  /** times it has waited for the operator so far (a client that promoted follows until the next one) */
+  pauses: number;
+  /** for people: why it paused, failed or rolls back */
+  reason: string | null;
 }
 
 /**

@@ -3,7 +3,7 @@
 // disconnect() is a partition: the node hears nothing and says nothing, and its instances keep running.
 import { randomUUID } from 'node:crypto';
 import type { Bus, Subscription } from '../../src/bus/bus.ts';
-import type { NodeVolume } from '../../src/core/model.ts';
+import type { InstanceHealth, NodeVolume, ProbeResult } from '../../src/core/model.ts';
 import { subjects, type AgentReply, type AgentRequest, type InstanceReport, type InstanceSpec, type NodeStateUpdate } from '../../src/core/messages.ts';
 
 /** The controller → agent desired-state stream (src/sync/desired-state.ts): only the parts this agent acts on. */
@@ -18,6 +18,8 @@ export class SimulatedAgent {
   readonly events: string[] = [];
   /** volumes the node holds: made when an instance that uses one starts, as a real agent does */
   readonly volumes: NodeVolume[] = [];
+  /** the health an instance reports once started (null: none, as agents before health checks); see setHealth */
+  healthOnStart: ((spec: InstanceSpec) => InstanceHealth) | null = null;
   private incarnation = randomUUID();
   private seq = 0;
   private subs: Subscription[] = [];
@@ -62,6 +64,14 @@ export class SimulatedAgent {
     return r;
   }
 
+  /** Reports a new health (and probe result) for a running instance, as a real agent's probes would. */
+  setHealth(instanceId: string, health: InstanceHealth, probe: ProbeResult | null = null): void {
+    const r = this.running.get(instanceId);
+    if (!r) throw new Error(`${this.name} runs no instance ${instanceId}`);
+    r.current = { ...r.current, health, probe, reportedAt: new Date().toISOString() };
+    this.publish([r], []);
+  }
+
   /** Stops an instance on the node's own account (an operator on the host) and reports it gone. */
   forget(instanceId: string): void {
     this.running.delete(instanceId);
@@ -82,6 +92,7 @@ export class SimulatedAgent {
       }
     }
     const r = this.report({ instanceId: spec.instanceId, service: spec.service, project: spec.project, versionId: spec.versionId, desired: 'running' });
+    if (this.healthOnStart) r.current.health = this.healthOnStart(spec);
     this.running.set(r.instanceId, r);
     this.events.push(`start ${r.instanceId}`);
     this.publish([r], []);

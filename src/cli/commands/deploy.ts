@@ -10,6 +10,7 @@ import { parseManifestParts } from '../../core/manifest.ts';
 import { followJob } from '../follow-job.ts';
 import { client, globals, print } from '../program.ts';
 import { duration } from '../render.ts';
+import { actOnRollout, followRollout, reportRollout, rolloutProject } from './deploy-rollout.ts';
 
 export function registerDeploy(program: Command): void {
   program
@@ -17,7 +18,11 @@ export function registerDeploy(program: Command): void {
     .description('pack DIR (default .), upload it as a new version and roll it out, showing the job tree')
     .option('-p, --project <name>', 'project name (default: enjin.yaml\'s, else the directory\'s name)')
     .option('--detach', 'return once the deploy has started instead of following it')
-    .action(async (dir: string | undefined, o: { project?: string; detach?: boolean }) => {
+    .option('--promote', 'promote the canaries of the paused rollout of --project (or DIR\'s project) and follow it')
+    .option('--abort', 'abort the rollout of --project (or DIR\'s project), putting the previous version back')
+    .action(async (dir: string | undefined, o: { project?: string; detach?: boolean; promote?: boolean; abort?: boolean }) => {
+      if (o.promote && o.abort) throw new EnjinError('invalid_request', '--promote and --abort exclude each other: pass one');
+      if (o.promote || o.abort) return actOnRollout(client(), o.project ?? rolloutProject(() => projectFor(resolve(dir ?? '.'), undefined)), o.promote ? 'promote' : 'abort');
       const root = resolve(dir ?? '.');
       if (!existsSync(root)) throw new EnjinError('not_found', `${root} does not exist`, { status: 404 });
       const project = projectFor(root, o.project);
@@ -34,6 +39,7 @@ export function registerDeploy(program: Command): void {
         print({ project: res.project, version: res.version, job: res.job }, () => `deploy started: follow it with \`enjin jobs show ${res.job!.id}\``);
         return;
       }
+      if (res.job.params.rollout) return reportRollout(project, await followRollout(c, project, res.job.id, 0), { project: res.project, version: res.version });
       const tree = await followJob(c, res.job.id);
       const after = await c.project(project);
       print({ project: after.project, version: res.version, job: tree }, () => {

@@ -23,6 +23,7 @@ import { clusterRoutes } from './routes/cluster.ts';
 import { releaseRoutes } from './routes/releases.ts';
 import { eventRoutes } from './routes/events.ts';
 import { runRoutes } from './routes/run.ts';
+import { rolloutRoutes } from './routes/rollouts.ts';
 import { guardWrites } from './write-guard.ts';
 import { bearerToken, callerOf, setCaller, CONTROL_CHARS, ID_PATTERN, ID_RULE, parseLogCursor, withPositions } from './inputs.ts';
 import { manifestFrom } from '../../core/package-manifest.ts';
@@ -272,6 +273,7 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
   await app.register(releaseRoutes(c));
   await app.register(eventRoutes(c));
   await app.register(runRoutes(c, c.runs));
+  await app.register(rolloutRoutes(c));
 
   app.get('/v1/jobs/:id', { schema: { summary: 'A job tree with states and, with logs=true, logs', params: Type.Object({ id: Type.String() }), querystring: Type.Object({ logs: Type.Optional(Type.Boolean({ default: true })) }) } }, async (req) => ({
     job: await c.jobs.getTree(req.params.id, req.query.logs !== false),

@@ -124,7 +124,7 @@ async function preparedLogEnd(bus: Bus, rpc: string, versionId: string): Promise
 const FAILED_TAIL_LINES = 20;
 
 /** Appends the last lines an instance logged (the app's output, without the agent's time stamps) to a job's log. */
-async function logInstanceTail(bus: Bus, i: Instance, log: (l: string) => void): Promise<void> {
+export async function logInstanceTail(bus: Bus, i: Instance, log: (l: string) => void): Promise<void> {
   try {
     const r = await bus.request<AgentReply>(subjects.agentRpc(i.nodeId), { op: 'logs', instanceId: i.id, offset: -1, maxBytes: 8192 }, { timeoutMs: 5000 });
     if (r.op !== 'logs' || !r.data) return;

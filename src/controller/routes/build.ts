@@ -1,6 +1,7 @@
 // Builds the route table routers serve from the controller's state. Pure: the same state gives the same table.
 import type { Instance, Node, Project, Version, Workspace } from '../../core/model.ts';
 import type { RouteService } from '../../core/messages.ts';
+import { routedVersionIds } from '../rollout/routing.ts';
 
 export interface RouteInput {
   workspaces: Map<string, Workspace>;
@@ -66,7 +67,7 @@ export function buildRouteTable(input: RouteInput): { hosts: Record<string, stri
       if (!spec.listens) continue;
       const key = serviceKey(ws, project.name, name);
       const upstreams = instances
-        .filter((i) => i.service === name && i.versionId === version.id && isRoutable(i, input.nodes))
+        .filter((i) => i.service === name && routedVersionIds(project).has(i.versionId) && isRoutable(i, input.nodes))
         .map((i) => ({ instanceId: i.id, host: i.current!.host!, port: i.current!.port! }))
         .sort((a, b) => (a.instanceId < b.instanceId ? -1 : 1));
       services[key] = spec.timeouts
