@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
+import { createServer, type RequestListener, type Server } from 'node:http';
 import net from 'node:net';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,7 +16,7 @@ const target = (port: number | null, env: Record<string, string> = {}): ProbeTar
   host: '127.0.0.1', port, cwd: dir, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }, commandId: `probe-test-${process.pid}-${++n}`,
 });
 
-async function serve(handler: Parameters<typeof createServer>[0]): Promise<{ server: Server; port: number }> {
+async function serve(handler: RequestListener): Promise<{ server: Server; port: number }> {
   const server = createServer(handler).listen(0, '127.0.0.1');
   await once(server, 'listening');
   return { server, port: (server.address() as net.AddressInfo).port };
