@@ -39,8 +39,10 @@ test('the backoff applies from the first restart, doubles, is capped, and resets
   assert.deepEqual(waits, [1000, 2000, 4000, 8000, 8000, 8000]);
   const after = decideRestart(policy({ maxAttempts: 100 }), exit(1), h, 60_000, 10_000);
   assert.equal(after.action === 'restart' && after.waitMs, 1000, 'a run of a minute starts the backoff again');
-  const overridden = decideRestart(policy(), exit(1), fresh, 10, 0, { initialMs: 50 });
-  assert.equal(overridden.action === 'restart' && overridden.waitMs, 50, 'the agent override wins');
+  const overridden = decideRestart(policy(), exit(1), fresh, 10, 0, { initialMs: 250 });
+  assert.equal(overridden.action === 'restart' && overridden.waitMs, 250, 'the agent override wins');
+  const zero = decideRestart(policy({ backoff: { initial: 0, max: 0 } }), exit(1), fresh, 10, 0);
+  assert.equal(zero.action === 'restart' && zero.waitMs, 100, 'never without a pause');
 });
 
 test('max_attempts within a sliding window: exhausted means failed, and old attempts slide out', () => {
@@ -58,4 +60,14 @@ test('max_attempts within a sliding window: exhausted means failed, and old atte
   const later = decideRestart(p, exit(1), h, 10, 10_500);
   assert.equal(later.action, 'restart');
   assert.deepEqual(later.action === 'restart' && later.history.attempts, [1000, 10_500]);
+});
+
+test('specs from the bus: a health check or restart policy that makes no sense is refused', async () => {
+  const { checkSpec } = await import('./instance-spec.ts');
+  const base = { instanceId: 'inst_1', workspace: 'w', project: 'p', service: 's', versionId: 'ver_1', command: 'x', env: {}, listens: true, healthPath: null, startTimeout: 5, stopTimeout: 5 };
+  assert.doesNotThrow(() => checkSpec({ ...base, health: { http: '/h', startTimeout: 5, interval: 1, timeout: 1, retries: 3, grace: 0 }, restart: policy() }));
+  assert.doesNotThrow(() => checkSpec(base), 'an older controller sends neither');
+  assert.throws(() => checkSpec({ ...base, health: { http: '/h', startTimeout: 5, interval: 0 } }), /health.interval must be a number of seconds above 0/);
+  assert.throws(() => checkSpec({ ...base, health: { command: 42, startTimeout: 5 } }), /health.command must be a string/);
+  assert.throws(() => checkSpec({ ...base, restart: { ...policy(), policy: 'sometimes' } }), /restart.policy must be always, on-failure or never/);
 });

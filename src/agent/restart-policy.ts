@@ -30,6 +30,9 @@ export type RestartDecision =
 /** A run that lasted this long starts the backoff from `initial` again, unless the agent's override says otherwise. */
 export const DEFAULT_RESET_AFTER_MS = 30_000;
 
+/** No restart comes sooner than this, whatever the policy says (a zero backoff): a crash loop never spins the CPU. */
+export const MIN_RESTART_WAIT_MS = 100;
+
 /** The policy's backoff in ms, with the agent's override (tests, operators) winning field by field. */
 export function effectiveBackoff(policy: RestartSpec, override?: Partial<BackoffPolicy>): BackoffPolicy {
   return {
@@ -53,6 +56,6 @@ export function decideRestart(
   const b = effectiveBackoff(policy, override);
   // A run that stayed up long enough was not part of a crash loop: the next wait starts short again.
   const streak = ranMs >= b.resetAfterMs ? 0 : history.streak;
-  const waitMs = Math.min(b.initialMs * 2 ** streak, b.maxMs);
+  const waitMs = Math.max(MIN_RESTART_WAIT_MS, Math.min(b.initialMs * 2 ** streak, b.maxMs));
   return { action: 'restart', waitMs, history: { attempts: [...attempts, now], streak: streak + 1 } };
 }
