@@ -16,8 +16,26 @@ export const TOP_KEYS = ['project', 'prepare', 'build', 'release', 'env', 'servi
 export const BUILD_KEYS = ['builder', 'steps'] as const;
 /** What `build:` may name: a builder, or none to turn detection off. */
 export const BUILD_CHOICES = ['node', 'python', 'static', 'none'] as const;
-export const SERVICE_KEYS = ['command', 'instances', 'hostnames', 'health', 'port', 'env', 'stop_timeout', 'timeouts', 'volumes'] as const;
-export const HEALTH_KEYS = ['http', 'start_timeout'] as const;
+export const SERVICE_KEYS = [
+  'command', 'instances', 'hostnames', 'health', 'port', 'env', 'stop_timeout', 'timeouts', 'volumes', 'restart', 'update', 'drain',
+] as const;
+export const HEALTH_KEYS = ['http', 'tcp', 'command', 'expect', 'host', 'interval', 'timeout', 'retries', 'grace', 'start_timeout'] as const;
+export const RESTART_KEYS = ['policy', 'max_attempts', 'window', 'backoff'] as const;
+export const RESTART_POLICIES = ['always', 'on-failure', 'never'] as const;
+export const BACKOFF_KEYS = ['initial', 'max'] as const;
+export const UPDATE_KEYS = ['parallelism', 'canary', 'min_healthy_time', 'healthy_deadline', 'auto_rollback', 'max_surge'] as const;
+
+/** Bounds of the policy stanzas, in seconds unless said otherwise: wide enough for real apps, narrow enough to catch typos. */
+export const HOUR = 3600;
+export const HEALTH_INTERVAL_MIN = 1;
+export const HEALTH_RETRIES_MAX = 100;
+export const RESTART_ATTEMPTS_MAX = 1000;
+export const RESTART_WINDOW_MIN = 1;
+export const RESTART_WINDOW_MAX = 24 * HOUR;
+/** A backoff shorter than this is a spinning CPU under another name. */
+export const BACKOFF_INITIAL_MIN = 0.1;
+export const UPDATE_COUNT_MAX = INSTANCES_MAX;
+export const UPDATE_DEADLINE_MAX = 24 * HOUR;
 export const TIMEOUT_KEYS = ['connect', 'header', 'idle'] as const;
 
 export const ENV_KEY_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;

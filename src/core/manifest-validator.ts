@@ -2,14 +2,15 @@
 import { isAlias, isMap, isScalar, isSeq, type Document, type LineCounter, type Node, type Pair, type YAMLMap } from 'yaml';
 import type { ErrorDetail } from './errors.ts';
 import { NAME_PATTERN, NAME_RULE } from './ids.ts';
-import type { HealthSpec, Manifest, ServiceSpec, ServiceTimeouts } from './model.ts';
+import type { Manifest, ServiceSpec, ServiceTimeouts } from './model.ts';
 import { hostnameProblem } from './hostnames.ts';
 import { describe, quoteHint, suggest } from './manifest-wording.ts';
 import { readBuildSetting, readCommands, readRelease } from './manifest-commands.ts';
+import { healthNeedsPort, readDrain, readHealth, readRestart, readUpdate } from './manifest-policies.ts';
 import { normalizeVolumePath, VOLUME_NAME_PATTERN, VOLUME_NAME_RULE, volumePathProblem, withProjectVolumes } from './volumes.ts';
 import {
-  ENV_KEY_PATTERN, HEALTH_KEYS, INSTANCES_MAX, PROTOTYPE_KEYS, RESERVED_ENV, SERVICE_KEYS,
-  SERVICE_TIMEOUTS_DEFAULT, SERVICE_TIMEOUTS_MAX, START_TIMEOUT_DEFAULT, STOP_TIMEOUT_DEFAULT, TIMEOUT_KEYS, TOP_KEYS,
+  ENV_KEY_PATTERN, INSTANCES_MAX, PROTOTYPE_KEYS, RESERVED_ENV, SERVICE_KEYS,
+  SERVICE_TIMEOUTS_DEFAULT, SERVICE_TIMEOUTS_MAX, STOP_TIMEOUT_DEFAULT, TIMEOUT_KEYS, TOP_KEYS,
   type BuildSetting, type Place,
 } from './manifest-rules.ts';
 
@@ -239,7 +240,7 @@ export class Validator {
     const hostnames = hostnamesEntry ? this.hostnameList(hostnamesEntry, `${base}.hostnames`) : [];
 
     const healthEntry = byKey.get('health');
-    const health = healthEntry ? this.health(healthEntry, `${base}.health`) : null;
+    const health = healthEntry ? readHealth(this, healthEntry, `${base}.health`, (offset) => this.lines.linePos(offset).line) : null;
 
     const portEntry = byKey.get('port');
     let port: boolean | null = null;
@@ -268,15 +269,21 @@ export class Validator {
     if (port === false && portEntry) {
       const needs: string[] = [];
       if (hostnamesEntry && hostnames.length) needs.push(`hostnames (line ${this.lineOf(hostnamesEntry.keyNode)})`);
-      if (healthEntry && health) needs.push(`a health check (line ${this.lineOf(healthEntry.keyNode)})`);
+      if (healthEntry && healthNeedsPort(health)) needs.push(`an http or tcp health check (line ${this.lineOf(healthEntry.keyNode)})`);
       if (needs.length) {
         this.problem(portEntry.value, portEntry.anchor, `${base}.port`, `is false, but the service has ${needs.join(' and ')}, which need it to listen on $PORT; remove "port: false" or those settings`);
       }
     }
-    const listens = port ?? (hostnames.length > 0 || health !== null || e.key === 'web');
+    const listens = port ?? (hostnames.length > 0 || healthNeedsPort(health) || e.key === 'web');
+    const restart = readRestart(this, byKey.get('restart'), `${base}.restart`, listens);
+    const updateEntry = byKey.get('update');
+    const drainEntry = byKey.get('drain');
 
     // Returned even with problems recorded: parseManifest throws if there are any.
-    const spec: ServiceSpec = { name: e.key, command, instances, listens, hostnames, health, env, stopTimeout };
+    const spec: ServiceSpec = { name: e.key, command, instances, listens, hostnames, health, env, stopTimeout, restart };
+    // update and drain are written only when given: absent means the default, which readers fill (service-policies.ts).
+    if (updateEntry) spec.update = readUpdate(this, updateEntry, `${base}.update`);
+    if (drainEntry) spec.drain = readDrain(this, drainEntry, `${base}.drain`);
     if (timeouts !== null) spec.timeouts = timeouts;
     if (Object.keys(volumes).length) spec.volumes = volumes;
     return spec;
@@ -364,28 +371,5 @@ export class Validator {
       out.push(host);
     });
     return out;
-  }
-
-  private health(e: Entry, path: string): HealthSpec | null {
-    const v = e.value;
-    if (isScalar(v) && v.value === null) return null;
-    if (!isMap(v)) {
-      this.problem(v, e.anchor, path, `must be a map, e.g. { http: /healthz } (got ${describe(v)})`);
-      return null;
-    }
-    const byKey = new Map(this.entries(v, path, HEALTH_KEYS).map((x) => [x.key, x]));
-    const health: HealthSpec = { startTimeout: START_TIMEOUT_DEFAULT };
-    const http = byKey.get('http');
-    if (http) {
-      const h = http.value;
-      if (!isScalar(h) || typeof h.value !== 'string' || !/^\/[^\s]*$/.test(h.value)) {
-        this.problem(h, http.anchor, `${path}.http`, `must be a URL path starting with "/", without spaces, e.g. /healthz (got ${describe(h)})`);
-      } else {
-        health.http = h.value;
-      }
-    }
-    const start = byKey.get('start_timeout');
-    if (start) health.startTimeout = this.integer(start, `${path}.start_timeout`, 1, 600, ' of seconds') ?? START_TIMEOUT_DEFAULT;
-    return health;
   }
 }

@@ -5,7 +5,11 @@ import { isMap, isScalar, isSeq, type Node } from 'yaml';
 const SYNONYMS: Record<string, string> = {
   name: 'project', app: 'project', processes: 'services', environment: 'env',
   cmd: 'command', run: 'command', start: 'command', replicas: 'instances', scale: 'instances', count: 'instances',
-  hosts: 'hostnames', domains: 'hostnames', healthcheck: 'health', path: 'http', timeout: 'start_timeout',
+  hosts: 'hostnames', domains: 'hostnames', healthcheck: 'health', path: 'http', url: 'http', port: 'tcp',
+  exec: 'command', period: 'interval', every: 'interval', attempts: 'retries', threshold: 'retries',
+  startperiod: 'grace', initialdelay: 'grace', restartpolicy: 'restart', maxretries: 'max_attempts',
+  retry: 'max_attempts', delay: 'backoff', rollout: 'update', strategy: 'update', batch: 'parallelism', batchsize: 'parallelism',
+  surge: 'max_surge', rollback: 'auto_rollback', canaries: 'canary', draintimeout: 'drain', graceperiod: 'drain',
 };
 
 export function yamlMessage(code: string, message: string): string {

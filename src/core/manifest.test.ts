@@ -59,9 +59,10 @@ describe('parseManifest', () => {
           instances: 2,
           listens: true,
           hostnames: ['hello.localhost', '*.hello.localhost'],
-          health: { http: '/healthz', startTimeout: 60 },
+          health: { http: '/healthz', startTimeout: 60, interval: 10, timeout: 2, retries: 3, grace: 0 },
           env: {},
           stopTimeout: 10,
+          restart: { policy: 'always', maxAttempts: 5, window: 300, backoff: { initial: 1, max: 60 } },
         },
         worker: {
           name: 'worker',
@@ -72,6 +73,7 @@ describe('parseManifest', () => {
           health: null,
           env: {},
           stopTimeout: 10,
+          restart: { policy: 'on-failure', maxAttempts: 5, window: 300, backoff: { initial: 1, max: 60 } },
         },
       },
     });
@@ -94,7 +96,8 @@ services:
     const api = m.services.api;
     assert.deepEqual(api.env, { LEVEL: '3' });
     assert.equal(api.stopTimeout, 0);
-    assert.deepEqual(api.health, { startTimeout: 600 });
+    // A check of no kind meant "ready once the port accepts", which is the tcp check.
+    assert.deepEqual(api.health, { tcp: true, startTimeout: 600, interval: 10, timeout: 2, retries: 3, grace: 0 });
     assert.equal(api.listens, true, 'a health check implies listening');
   });
 
@@ -166,7 +169,7 @@ services:
       '10:21 services.web.health.http: must be a URL path starting with "/", without spaces, e.g. /healthz (got "healthz")',
       '10:45 services.web.health.start_timeout: must be a whole number of seconds from 1 to 600 (got 0)',
       '11:19 services.web.stop_timeout: must be a whole number of seconds from 0 to 300 (got 301)',
-      '12:5 services.web.colour: unknown key; allowed here: command, instances, hostnames, health, port, env, stop_timeout, timeouts, volumes',
+      '12:5 services.web.colour: unknown key; allowed here: command, instances, hostnames, health, port, env, stop_timeout, timeouts, volumes, restart, update, drain',
       '13:3 services.bad_name: is not a valid service name: lower-case letters, digits and dashes, starting with a letter, not ending with a dash, at most 40 characters',
     ]);
   });
@@ -187,7 +190,7 @@ services:
     assert.match(hasProblem('project: a\nservices:\n  web: { command: x, hostname: [a.b.c] }\n', /hostname:/).message, /did you mean "hostnames"/);
     assert.match(hasProblem('project: a\nservices:\n  web: { command: x, replicas: 2 }\n', /replicas/).message, /did you mean "instances"/);
     assert.match(hasProblem('project: a\nservices:\n  web: { command: x, stopTimeout: 2 }\n', /stopTimeout/).message, /did you mean "stop_timeout"/);
-    assert.match(hasProblem('project: a\nservices:\n  web: { command: x, health: { tcp: true } }\n', /tcp/).message, /allowed here: http, start_timeout$/);
+    assert.match(hasProblem('project: a\nservices:\n  web: { command: x, health: { port: true } }\n', /health.port/).message, /did you mean "tcp"\?\); allowed here: http, tcp, command, expect, host, interval, timeout, retries, grace, start_timeout$/);
     assert.doesNotMatch(hasProblem('project: a\nservices:\n  web: { command: x, zzz: 1 }\n', /zzz/).message, /did you mean/);
   });
 
@@ -217,7 +220,7 @@ services:
   it('refuses port: false together with hostnames or health', () => {
     const d = hasProblem('project: a\nservices:\n  w:\n    command: x\n    port: false\n    hostnames: [a.example.com]\n    health: { http: / }\n', /port/);
     assert.equal(d.line, 5);
-    assert.match(d.message, /is false, but the service has hostnames \(line 6\) and a health check \(line 7\)/);
+    assert.match(d.message, /is false, but the service has hostnames \(line 6\) and an http or tcp health check \(line 7\)/);
   });
 
   it('refuses a hostname used twice, naming the first use', () => {
