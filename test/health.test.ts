@@ -91,7 +91,7 @@ services:
   api:
     command: node app.js
     hostnames: [api.vitals.localhost]
-    health: { http: /healthz, interval: 1s, timeout: 1s, retries: 1000, grace: 0s }
+    health: { http: /healthz, interval: 1s, timeout: 1s, retries: 100, grace: 0s }
 `,
   }));
 
