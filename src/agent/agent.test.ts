@@ -270,7 +270,7 @@ test('an instance killed with SIGKILL is restarted with backoff, and its restart
   assert.equal(now.port, first.current.port, 'the port is kept across restarts');
   await h.view.until('the notification', (v) => v.notifications.some((n) => n.kind === 'instance-exited' && n.instanceId === spec.instanceId));
 
-  // a non-listening instance that keeps dying keeps being restarted (it never gives up)
+  // a non-listening instance that keeps dying keeps being restarted (within its policy's max_attempts)
   const flappy = instanceSpec('ver_crash', { listens: false, command: 'sleep 0.5; exit 1' });
   await startInstance(h, flappy);
   await h.view.until('two restarts', (v) => (v.instances.get(flappy.instanceId)?.current.restarts ?? 0) >= 2);

@@ -59,7 +59,7 @@ export interface AgentOptions {
   labels?: Record<string, string>;
   /** what the node offers, reported with its state (cluster nodes) */
   capacity?: NodeCapacity;
-  /** restart delays, default 1 s doubling to 60 s, reset after 30 s up */
+  /** overrides every service's restart backoff (tests); absent: each service's `restart.backoff`, reset after 30 s up */
   backoff?: Partial<BackoffPolicy>;
   /** how long an instance that does not listen must stay up to be running, default 1000 */
   settleMs?: number;
@@ -186,7 +186,7 @@ export class Agent {
       volumes: this.volumes,
       statePath: join(o.dataDir, 'state.json'),
       baseEnv: this.baseEnv,
-      backoff: { initialMs: 1000, maxMs: 60_000, resetAfterMs: 30_000, ...(o.backoff ?? {}) },
+      ...(o.backoff ? { backoff: o.backoff } : {}),
       settleMs: o.settleMs ?? 1000,
       probeIntervalMs: o.probeIntervalMs ?? 250,
       onChange: (id) => this.reports.instanceChanged(id),

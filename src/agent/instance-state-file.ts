@@ -73,6 +73,8 @@ export class InstanceStateFile {
       restarts: m.restarts,
       lastExit: m.lastExit,
       message: m.message,
+      health: m.health,
+      probe: m.probe,
     }));
     saveLocalState(this.path, records, this.secrets);
   }

@@ -1,8 +1,8 @@
-// Instance supervision: start behind a readiness gate, keep alive with exponential backoff, stop, and hand over across agent restarts.
+// Instance supervision: start behind a readiness gate, check health, keep alive under the restart policy, stop, and
+// hand over across agent restarts.
 import { EnjinError } from '../core/errors.ts';
 import type { InstanceReport } from '../core/messages.ts';
 import type { AppAccounts } from './app-accounts.ts';
-import { instanceEnv } from './build-env.ts';
 import type { Driver, TaskExit, TaskHandle } from './drivers/driver.ts';
 import type { InstanceLogs } from './instance-logs.ts';
 import { buildOf, checkSpec } from './instance-spec.ts';
@@ -10,14 +10,17 @@ import { InstanceStateFile } from './instance-state-file.ts';
 import type { PersistedInstance } from './local-state.ts';
 import { tailLines } from './logs.ts';
 import type { PortAllocator } from './ports.ts';
-import { nextBackoff, type BackoffPolicy } from './restart-backoff.ts';
+import type { BackoffPolicy } from './restart-backoff.ts';
 import { awaitReadiness } from './readiness.ts';
 import { readopt } from './readoption.ts';
-import { describeExit, toReport, type Kind, type Managed, type Notify, type Run } from './supervised-instance.ts';
+import { newManaged, toReport, type Kind, type Managed, type Notify, type Run } from './supervised-instance.ts';
+import { HealthMonitor } from './health-checks.ts';
+import { probeInstance, runEnvOf } from './instance-env.ts';
+import { InstanceRestarts } from './restarts.ts';
 import { whyNotReady } from './start-failure.ts';
 import { shutdownInstances } from './instance-shutdown.ts';
 import { checkId, type VersionStore } from './versions.ts';
-import { volumeEnvFor, type VolumeStore } from './volumes.ts';
+import type { VolumeStore } from './volumes.ts';
 
 export interface SupervisorOptions {
   nodeId: string;
@@ -34,7 +37,8 @@ export interface SupervisorOptions {
   statePath: string;
   /** environment every instance starts from (PATH, HOME, LANG, the agent's baseEnv) */
   baseEnv: Record<string, string>;
-  backoff: BackoffPolicy;
+  /** overrides the services' restart backoff field by field (tests); absent: each service's own */
+  backoff?: Partial<BackoffPolicy>;
   /** how long an instance that does not listen must stay up to count as running */
   settleMs: number;
   /** pause between readiness probes */
@@ -49,10 +53,27 @@ export class Supervisor {
   private readonly instances = new Map<string, Managed>();
   private closed = false;
   private readonly stateFile: InstanceStateFile;
+  private readonly health: HealthMonitor;
+  private readonly restarts: InstanceRestarts;
 
   constructor(o: SupervisorOptions) {
     this.o = o;
     this.stateFile = new InstanceStateFile(o.statePath, o.nodeId, (n) => o.notify(n));
+    this.health = new HealthMonitor({
+      probe: (m, timeoutMs) => probeInstance(this.o, m, timeoutMs),
+      changed: (m) => this.touch(m),
+      logLine: (m, line) => this.logLine(m, line),
+      notify: (n) => o.notify(n),
+      livenessFailed: (m, run, why) => void this.restarts.livenessFailed(m, run, why).catch((err: unknown) => this.o.notify({ kind: 'info', instanceId: m.spec.instanceId, project: m.spec.project, service: m.spec.service, message: `instance ${m.spec.instanceId} failed its health checks and could not be stopped: ${(err as Error).message}` })),
+    });
+    this.restarts = new InstanceRestarts({
+      driver: o.driver, logs: o.logs, ports: o.ports, notify: (n) => o.notify(n), backoffOverride: o.backoff,
+      logPath: (id) => this.logPath(id),
+      touch: (m) => this.touch(m),
+      logLine: (m, line) => this.logLine(m, line),
+      relaunch: (m) => void this.launch(m, 'restart'),
+      closing: () => this.closed,
+    });
   }
 
   logPath(instanceId: string): string {
@@ -110,15 +131,14 @@ export class Supervisor {
       return this.reportOf(m);
     }
     if (!m) {
-      m = {
-        spec, mode: 'run', state: 'pending', port: null, restarts: 0, lastExit: null, message: null, run: null,
-        gen: 0, cancel: new AbortController(), failures: 0, timer: null, launching: null, stopping: null,
-      };
+      m = newManaged(spec);
       this.instances.set(id, m);
     } else {
-      // failed, or stopped by an agent shutdown: nothing runs, so the newest spec wins
+      // failed, finished, or stopped by an agent shutdown: nothing runs, so the newest spec wins, and whoever asked
+      // for the start gets a fresh count of restarts against the policy
       m.spec = spec;
       m.mode = 'run';
+      m.history = { attempts: [], streak: 0 };
     }
     await this.launch(m, 'rpc');
     return this.reportOf(m);
@@ -178,6 +198,8 @@ export class Supervisor {
     const spec = m.spec;
     m.state = 'starting';
     m.message = null;
+    m.probe = null;
+    m.health = spec.health ? 'starting' : 'none';
     this.touch(m);
     if (!this.o.versions.isPrepared(buildOf(spec))) {
       // Retrying cannot help until someone prepares the version again.
@@ -204,9 +226,7 @@ export class Supervisor {
     }
     let handle: TaskHandle;
     try {
-      const account = this.o.accounts.forProject(spec.project);
-      const versionDir = this.o.versions.path(buildOf(spec));
-      const env = { ...instanceEnv(this.o.baseEnv, account.home, spec, versionDir, m.port), ...volumeEnvFor(this.o.volumes, `instance ${spec.instanceId}`, spec.workspace, spec.project, spec.volumes) };
+      const { account, versionDir, env } = runEnvOf(this.o, m);
       this.logLine(m, `starting \`${spec.command}\`${env.PORT ? ` on port ${env.PORT}` : ''}`);
       const output = this.o.logs.open(spec.instanceId);
       handle = await this.o.driver.start({ id: spec.instanceId, command: spec.command, cwd: versionDir, env, logPath: output, uid: account.uid, gid: account.gid });
@@ -238,11 +258,12 @@ export class Supervisor {
   /** The readiness gate of one run: 'running' when it passes, else the run is killed and the launch fails. */
   private async settle(m: Managed, run: Run, gen: number, kind: Kind): Promise<void> {
     const spec = m.spec;
-    const outcome = await awaitReadiness(m, run, gen, this.o.driver, this.o);
+    const outcome = await awaitReadiness(m, run, gen, this.o.driver, this.o, (x, timeoutMs) => probeInstance(this.o, x, timeoutMs));
     if (outcome === 'cancelled' || gen !== m.gen) throw this.cancelled(m);
     if (outcome === 'ready') {
       m.state = 'running';
       m.message = null;
+      this.health.begin(m, run, true);
       this.touch(m);
       return;
     }
@@ -258,13 +279,13 @@ export class Supervisor {
     return this.fail(m, gen, kind, new EnjinError('instance_start_failed', `instance ${spec.instanceId} failed to start: ${reason}; last lines of its log:\n${tail}`, { status: 422 }), reason);
   }
 
-  /** A launch failed: a requested start leaves the instance 'failed'; a restart backs off and tries again. */
+  /** A launch failed: a requested start leaves the instance 'failed'; a restart goes by the restart policy. */
   private fail(m: Managed, gen: number, kind: Kind, err: Error, reason = err.message): never {
     if (gen !== m.gen) throw this.cancelled(m);
     const spec = m.spec;
     const notStartable = err instanceof EnjinError && err.code === 'version_not_prepared';
-    this.o.notify({ kind: 'instance-failed', instanceId: spec.instanceId, project: spec.project, service: spec.service, message: `instance ${spec.instanceId} failed to start: ${reason}` });
     if (kind === 'rpc' || notStartable) {
+      this.o.notify({ kind: 'instance-failed', instanceId: spec.instanceId, project: spec.project, service: spec.service, message: `instance ${spec.instanceId} failed to start: ${reason}` });
       m.mode = 'failed';
       m.state = 'failed';
       m.message = reason;
@@ -273,8 +294,8 @@ export class Supervisor {
       m.port = null;
       this.touch(m);
     } else {
-      m.message = reason;
-      this.backoff(m, 0);
+      m.run = null;
+      this.restarts.launchFailed(m, reason);
     }
     throw err;
   }
@@ -286,32 +307,8 @@ export class Supervisor {
     if (m.run !== run || run.unwatch.signal.aborted) return;
     m.lastExit = { code: exit.code, signal: exit.signal, at: new Date().toISOString(), ...(exit.oomKilled ? { oomKilled: true } : {}) };
     if (m.state !== 'running' || m.stopping || this.closed) return;
-    const spec = m.spec;
-    const how = describeExit(exit);
-    this.logLine(m, how);
-    this.o.notify({ kind: 'instance-exited', instanceId: spec.instanceId, project: spec.project, service: spec.service, message: `instance ${spec.instanceId} ${how}; restarting it` });
-    m.message = `${how}`;
-    m.run = null;
-    run.unwatch.abort();
-    const ranMs = Date.now() - run.startedAt;
-    // Whatever it left in its process group (children holding the port) goes with it.
-    void this.o.driver.destroy(run.handle).catch(() => {});
-    this.backoff(m, ranMs);
-  }
-
-  private backoff(m: Managed, ranMs: number): void {
-    const { waitMs, failures } = nextBackoff(this.o.backoff, m.failures, ranMs);
-    m.failures = failures;
-    m.state = 'backoff';
-    m.run = null;
-    this.touch(m);
-    const gen = m.gen;
-    m.timer = setTimeout(() => {
-      m.timer = null;
-      if (gen !== m.gen || this.closed) return;
-      m.restarts++;
-      void this.launch(m, 'restart');
-    }, waitMs);
+    this.health.stop(m);
+    this.restarts.exited(m, run, exit);
   }
 
   // ---- agent start and shutdown -------------------------------------------------------------------------------------
@@ -336,6 +333,7 @@ export class Supervisor {
     const run = this.watch(m, rec.handle!, Date.now());
     if (rec.state === 'running') {
       m.state = 'running';
+      this.health.begin(m, run, false);
       this.touch(m);
       return;
     }
@@ -375,6 +373,7 @@ export class Supervisor {
     m.cancel = new AbortController();
     if (m.timer) clearTimeout(m.timer);
     m.timer = null;
+    this.health.stop(m);
   }
 
   private cancelled(m: Managed): EnjinError {

@@ -2,7 +2,7 @@
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { EnjinError } from '../core/errors.ts';
 import type { InstanceSpec } from '../core/messages.ts';
-import type { InstanceCurrent, InstanceState } from '../core/model.ts';
+import type { InstanceCurrent, InstanceHealth, InstanceState, ProbeResult } from '../core/model.ts';
 import type { TaskHandle } from './drivers/driver.ts';
 import type { NodeSecrets, SealedSpec } from './secrets-at-rest.ts';
 
@@ -12,8 +12,9 @@ import type { NodeSecrets, SealedSpec } from './secrets-at-rest.ts';
  * - failed: its start failed; leave it until told again
  * - shutdown: stopped because the agent shut down; start it again on the next agent start
  * - stopping: being stopped and forgotten; a restarted agent finishes the job
+ * - finished: it ended and its restart policy says that is the end (exit 0 under on-failure); leave it until told again
  */
-export type InstanceMode = 'run' | 'failed' | 'shutdown' | 'stopping';
+export type InstanceMode = 'run' | 'failed' | 'shutdown' | 'stopping' | 'finished';
 
 export interface PersistedInstance {
   spec: InstanceSpec;
@@ -25,6 +26,9 @@ export interface PersistedInstance {
   restarts: number;
   lastExit: InstanceCurrent['lastExit'];
   message: string | null;
+  /** the health of a running instance and its last probe, so a re-adopted one keeps its routes; absent from older agents */
+  health?: InstanceHealth;
+  probe?: ProbeResult | null;
 }
 
 /**

@@ -5,7 +5,7 @@ import type { InstanceLogs } from './instance-logs.ts';
 import { checkSpec } from './instance-spec.ts';
 import type { PersistedInstance } from './local-state.ts';
 import type { PortAllocator } from './ports.ts';
-import type { Managed, Notify } from './supervised-instance.ts';
+import { newManaged, type Managed, type Notify } from './supervised-instance.ts';
 
 /** What re-adoption needs of the supervisor that takes the instances back. */
 export interface ReadoptionTarget {
@@ -33,14 +33,14 @@ export async function readopt(records: PersistedInstance[], to: ReadoptionTarget
     } catch {
       continue; // a record we cannot trust is not worth a process
     }
-    const m: Managed = {
-      spec, mode: rec.mode, state: rec.state, port: rec.port ?? null, restarts: rec.restarts ?? 0, lastExit: rec.lastExit ?? null,
-      message: rec.message ?? null, run: null, gen: 0, cancel: new AbortController(), failures: 0, timer: null, launching: null, stopping: null,
-    };
+    const m = newManaged(spec, {
+      mode: rec.mode, state: rec.state, port: rec.port ?? null, restarts: rec.restarts ?? 0, lastExit: rec.lastExit ?? null,
+      message: rec.message ?? null, health: rec.health ?? 'none', probe: rec.probe ?? null,
+    });
     to.add(m);
     if (m.port !== null) to.ports.claim(m.port, spec.instanceId);
     const alive = rec.handle ? await to.driver.recover(rec.handle) : false;
-    if (alive && rec.mode !== 'failed') {
+    if (alive && rec.mode !== 'failed' && rec.mode !== 'finished') {
       try {
         // Its output waited in the FIFO (or blocked it) while no agent read: carry on reading.
         to.logs.open(spec.instanceId);
@@ -53,8 +53,11 @@ export async function readopt(records: PersistedInstance[], to: ReadoptionTarget
       if (alive) to.watch(m, rec.handle!);
       else if (rec.handle) void to.driver.destroy(rec.handle).catch(() => {});
       to.stop(spec.instanceId);
-    } else if (rec.mode === 'failed') {
-      m.state = 'failed';
+    } else if (rec.mode === 'failed' || rec.mode === 'finished') {
+      // Done with, one way or the other: it stays so until told to start again.
+      m.state = rec.mode;
+      if (m.port !== null) to.ports.release(m.port, spec.instanceId);
+      m.port = null;
       if (alive) void to.driver.destroy(rec.handle!).catch(() => {});
     } else if (rec.mode === 'shutdown') {
       m.mode = 'run';

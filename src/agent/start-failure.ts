@@ -15,5 +15,7 @@ export async function whyNotReady(m: Managed, run: Run, outcome: 'exited' | 'tim
   const sockets = listeningSockets(await driver.processes(run.handle).catch(() => []));
   const elsewhere = notListeningReason(sockets, m.port);
   if (elsewhere !== null) return `it was not ready within ${spec.startTimeout} s: ${elsewhere}`;
-  return `it was not ready within ${spec.startTimeout} s (${spec.healthPath ? `GET ${spec.healthPath} on port ${m.port} did not answer 2xx/3xx` : `nothing accepted connections on port ${m.port}`})`;
+  // The last probe of the gate says what it saw (HTTP 503 from /healthz, connection refused, the command's output).
+  const last = m.probe && !m.probe.ok ? m.probe.output : `nothing accepted connections on port ${m.port}`;
+  return `it was not ready within ${spec.startTimeout} s (${last})`;
 }

@@ -1,6 +1,6 @@
 // The API's response shapes: one definition, so the controller that builds them and the client that reads them
 // cannot drift apart (a change is a compile error on both sides).
-import type { InstanceDesiredState, InstanceState, Job, NodeCapacity, NodeDisk, NodeRole } from './model.ts';
+import type { InstanceDesiredState, InstanceHealth, InstanceState, Job, NodeCapacity, NodeDisk, NodeRole, ProbeResult } from './model.ts';
 
 /** A job and everything below it; `log` is present when asked for. */
 export interface JobTreeView extends Job {
@@ -68,6 +68,10 @@ export interface InstanceView {
   /** how the last run ended: exit code or signal (both null: it ended unseen, while no agent ran), and when */
   lastExit: { code: number | null; signal: string | null; at: string; oomKilled?: boolean } | null;
   message: string | null;
+  /** what its health check says; 'none' without a check, and for an instance with no process (not running) */
+  health: InstanceHealth;
+  /** the last probe's result (the readiness gate's or the health check's); null before any, or without a check */
+  probe: ProbeResult | null;
   createdAt: string;
 }
 

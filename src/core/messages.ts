@@ -1,5 +1,5 @@
 // The messages that cross the ring boundary on the bus: subjects and payload shapes, one place for both sides.
-import type { InstanceCurrent, InstanceDesiredState, NodeCapacity, NodeDisk, NodeRole, NodeVolume } from './model.ts';
+import type { HealthSpec, InstanceCurrent, InstanceDesiredState, NodeCapacity, NodeDisk, NodeRole, NodeVolume, RestartSpec } from './model.ts';
 
 /** Bus subjects (NATS-style: dot-separated tokens; `*` matches one token, `>` the rest). */
 export const subjects = {
@@ -111,10 +111,20 @@ export interface InstanceSpec {
   env: Record<string, string>;
   /** allocate a port and pass it as PORT; gate readiness on it */
   listens: boolean;
-  /** HTTP path for the readiness probe; null: TCP connect on PORT */
+  /**
+   * HTTP path for the readiness gate; null: TCP connect on PORT. Kept beside `health` so agents (and desired files)
+   * older than health checks still read it; a newer agent goes by `health` when present.
+   */
   healthPath: string | null;
   /** seconds the instance may take to become ready */
   startTimeout: number;
+  /**
+   * the service's health check, every field filled (core/service-policies.ts healthOf); null: it has none; absent: a
+   * controller older than health checks sent it (the agent gates readiness on healthPath and probes nothing after)
+   */
+  health?: HealthSpec | null;
+  /** the service's restart policy (restartOf); absent from older controllers: the default for the service */
+  restart?: RestartSpec;
   /** seconds between SIGTERM and SIGKILL */
   stopTimeout: number;
   /** directories relative to the version put first on PATH (a builder's .venv/bin); absent from older controllers */

@@ -1,4 +1,4 @@
-// `enjin ps`: the instances and where they run, with the app's pid and how its last run ended.
+// `enjin ps`: the instances and where they run, with their health, the app's pid and how its last run ended.
 import type { Command } from 'commander';
 import type { InstanceView } from '../../client/client.ts';
 import { ago, table } from '../format.ts';
@@ -11,21 +11,30 @@ export function lastExitText(exit: InstanceView['lastExit']): string {
   return `${how}, ${ago(exit.at)}`;
 }
 
+/** `healthy`, `unhealthy: HTTP 503 from /healthz`, `starting`; `-` without a health check (or a process). */
+export function healthText(i: Pick<InstanceView, 'health' | 'probe'>): string {
+  if (i.health === 'none' || !i.health) return '-';
+  if (i.health !== 'unhealthy') return i.health;
+  const reason = (i.probe?.output ?? '').split('\n')[0].trim();
+  return reason ? `unhealthy: ${reason.length > 60 ? `${reason.slice(0, 59)}…` : reason}` : 'unhealthy';
+}
+
 export function registerPs(program: Command): void {
   program
     .command('ps [project]')
-    .description('list instances: state, node, address, pid, restarts and how the last run ended')
+    .description('list instances: state, health, node, address, pid, restarts and how the last run ended')
     .action(async (project: string | undefined) => {
       const c = client();
       const { instances } = await c.instances(project);
       print({ instances }, () => instances.length ? table([
-        ['PROJECT', 'SERVICE', 'INSTANCE', 'VERSION', 'STATE', 'NODE', 'ADDRESS', 'PID', 'RESTARTS', 'LAST EXIT', 'AGE'],
+        ['PROJECT', 'SERVICE', 'INSTANCE', 'VERSION', 'STATE', 'HEALTH', 'NODE', 'ADDRESS', 'PID', 'RESTARTS', 'LAST EXIT', 'AGE'],
         ...instances.map((i: InstanceView) => [
           i.project,
           i.service,
           i.id,
           i.version ? `v${i.version}` : '',
           i.desired === 'stopped' && i.state === 'running' ? 'stopping' : i.state,
+          healthText(i),
           i.nodeName,
           i.port ? `${i.host}:${i.port}` : '-',
           String(i.pid ?? '-'),

@@ -1,5 +1,5 @@
 // The API's views of entities: what the controller's state looks like to a client (shapes from core/api.ts).
-import type { Instance, Node, Project, Version } from '../../core/model.ts';
+import type { Instance, InstanceHealth, Node, Project, Version } from '../../core/model.ts';
 import type { InstanceView, NodeView, ProjectView, UnmanagedInstanceView, VersionView } from '../../core/api.ts';
 import type { Controller } from '../controller.ts';
 import { nodeState } from '../nodes.ts';
@@ -25,8 +25,15 @@ export function viewInstance(c: Controller, i: Instance): InstanceView {
   return {
     id: i.id, project: p?.name ?? '?', service: i.service, version: v?.number ?? null, node: i.nodeId, nodeName: c.state.nodes.get(i.nodeId)?.name ?? i.nodeId,
     desired: i.desired, state: i.current?.state ?? 'pending', pid: i.current?.pid ?? null, host: i.current?.host ?? null, port: i.current?.port ?? null,
-    restarts: i.current?.restarts ?? 0, lastExit: i.current?.lastExit ?? null, message: i.current?.message ?? null, createdAt: i.createdAt,
+    restarts: i.current?.restarts ?? 0, lastExit: i.current?.lastExit ?? null, message: i.current?.message ?? null,
+    health: healthOfInstance(i), probe: i.current?.probe ?? null, createdAt: i.createdAt,
   };
+}
+
+/** Health speaks of a process: an instance without one (backing off, finished, failed, not reported) has 'none'. */
+function healthOfInstance(i: Instance): InstanceHealth {
+  const c = i.current;
+  return c && (c.state === 'running' || c.state === 'starting') ? c.health ?? 'none' : 'none';
 }
 
 /**

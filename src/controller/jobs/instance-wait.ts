@@ -50,7 +50,8 @@ export function reportedRunning(nodeName: string): (i: Instance | null) => WaitV
     if (i.desired !== 'running') return new EnjinError('instance_stopped', `instance ${i.id} was told to stop while it was starting on ${nodeName}`, { status: 409 });
     const c = i.current;
     if (!c || c.nodeId !== i.nodeId) return 'wait';
-    if (c.state === 'running') return 'done';
+    // A task that did its work and finished (exit 0 under on-failure) before the wait saw it running started fine.
+    if (c.state === 'running' || c.state === 'finished') return 'done';
     if (c.state === 'failed') return new EnjinError('instance_start_failed', `${i.service} ${i.id} failed to start on ${nodeName}: ${c.message ?? 'no reason given'}`, { status: 422 });
     return 'wait';
   };

@@ -29,6 +29,9 @@ test('a node is told what is placed on it, with specs; a stopped instance stays 
   assert.deepEqual(d.spec.env, { A: '1', B: '2', ENJIN_PROJECT: 'shop', ENJIN_SERVICE: 'web', ENJIN_VERSION: '4', ENJIN_INSTANCE: 'i1' });
   assert.equal(d.spec.healthPath, '/up');
   assert.equal(d.spec.startTimeout, 7);
+  // The whole check travels, defaults filled, and the restart policy (a listening service's default: always).
+  assert.deepEqual(d.spec.health, { http: '/up', startTimeout: 7, interval: 10, timeout: 2, retries: 3, grace: 0 });
+  assert.equal(d.spec.restart?.policy, 'always');
   assert.equal(d.version.sha256, version.sha256);
 
   const changes: string[] = [];

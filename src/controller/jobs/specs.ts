@@ -2,6 +2,7 @@
 // exchange and the prepare job alike.
 import type { DesiredInstance, InstanceSpec, VersionSpec } from '../../core/messages.ts';
 import type { Instance, Project, Version } from '../../core/model.ts';
+import { healthOf, restartOf } from '../../core/service-policies.ts';
 import type { ControllerState } from '../state.ts';
 
 /** The parts of the controller specs are built from. */
@@ -76,6 +77,8 @@ export function instanceSpec(host: SpecSource, project: Project, version: Versio
     listens: spec.listens,
     healthPath: spec.health?.http ?? null,
     startTimeout: spec.health?.startTimeout ?? 60,
+    health: healthOf(spec),
+    restart: restartOf(spec),
     stopTimeout: spec.stopTimeout,
     ...pathFields(version),
     ...(spec.volumes && Object.keys(spec.volumes).length ? { volumes: spec.volumes } : {}),

@@ -16,7 +16,7 @@ const project = (current: string | null, routed: string | null, scale: Record<st
 });
 const node = (id: string, status: Node['status'] = 'ready'): Node => ({ id, name: id, address: '127.0.0.1', labels: {}, status, draining: false, roles: ['agent'], compartment: null, publicKey: null, lastSeenAt: now, createdAt: now });
 let seq = 0;
-const inst = (service: string, versionId: string, nodeId = 'n1', state: 'running' | 'failed' | 'starting' = 'running', createdAt = now): Instance => ({
+const inst = (service: string, versionId: string, nodeId = 'n1', state: 'running' | 'failed' | 'starting' | 'finished' = 'running', createdAt = now): Instance => ({
   id: `i${++seq}`, workspaceId: 'w', projectId: 'p', service, versionId, nodeId, desired: 'running', createdAt,
   current: { state, nodeId, pid: 1, host: '127.0.0.1', port: 1, restarts: 0, lastExit: null, message: state === 'failed' ? 'gave up' : null, reportedAt: now },
 });
@@ -209,4 +209,44 @@ test('placement skips draining and router-only nodes; when every ready node drai
 test('with no other node to go to, instances on a down node are neither stopped nor moved: the plan fails as a whole', () => {
   const v1 = version('v1', [svc('web', 1)]);
   assert.throws(() => run(project('v1', 'v1'), v1, [inst('web', 'v1', 'n1')], [node('n1', 'down')]), /no node is ready/);
+});
+
+test('a finished instance of the current version is done: neither restarted nor replaced; a new version runs it again', () => {
+  const v1 = version('v1', [svc('migrate', 1, false), svc('web', 1)]);
+  const finished = inst('migrate', 'v1', 'n1', 'finished');
+  assert.ok(isEmptyPlan(run(project('v1', 'v1'), v1, [finished, inst('web', 'v1')])), 'nothing to do');
+  // Its node going down does not bring it back either: it is not running anywhere, and should not be.
+  assert.ok(isEmptyPlan(run(project('v1', 'v1'), v1, [finished, inst('web', 'v1', 'n2')], [node('n1', 'down'), node('n2')])));
+  const v2 = version('v2', [svc('migrate', 1, false), svc('web', 1)]);
+  const plan = run(project('v2', 'v1'), v2, [finished, inst('web', 'v1')]);
+  assert.ok(plan.stops.some((s) => s.instanceId === finished.id), 'the old version\'s finished row goes');
+  assert.deepEqual(plan.starts.map((s) => s.service).sort(), ['migrate', 'web']);
+  // Scaling down drops a finished one before one that serves.
+  const v3 = version('v3', [svc('job', 2, false)]);
+  const done = inst('job', 'v3', 'n1', 'finished');
+  const busy = inst('job', 'v3', 'n2');
+  assert.deepEqual(run(project('v3', 'v3', { job: 1 }), v3, [busy, done]).stops.map((s) => s.instanceId), [done.id]);
+});
+
+test('a failed instance is replaced on another ready node when there is one, else on the same node', () => {
+  const v1 = version('v1', [svc('web', 2)]);
+  // n1 has fewer instances than n2, so the spread alone would pick it: the failure on n1 sends the replacement to n2.
+  const failed = inst('web', 'v1', 'n1', 'failed');
+  const other = inst('web', 'v1', 'n2');
+  const elsewhere = run(project('v1', 'v1'), v1, [failed, other], [node('n1'), node('n2')]);
+  assert.deepEqual(elsewhere.starts.map((s) => [s.nodeId, s.replaces]), [['n2', failed.id]], 'replaced elsewhere, and marked as a replacement');
+  // One node only: the replacement goes back where it failed rather than nowhere.
+  const alone = run(project('v1', 'v1'), version('v1', [svc('web', 1)]), [inst('web', 'v1', 'n1', 'failed')], [node('n1')]);
+  assert.deepEqual(alone.starts.map((s) => s.nodeId), ['n1']);
+  // A start a deploy or a scale wants is not a replacement.
+  assert.equal(run(project('v1', 'v1', { web: 3 }), v1, [inst('web', 'v1'), inst('web', 'v1', 'n2')]).starts[0].replaces, undefined);
+});
+
+test('placement keeps away from the nodes to avoid while another can take the instance', () => {
+  const loads = [
+    { nodeId: 'a', ready: true, instances: 0, sameService: 0 },
+    { nodeId: 'b', ready: true, instances: 9, sameService: 3 },
+  ];
+  assert.deepEqual(placeInstances(loads, 2, new Set(['a'])), ['b', 'b']);
+  assert.deepEqual(placeInstances(loads, 1, new Set(['a', 'b'])), ['a'], 'every node avoided: the spread decides');
 });

@@ -9,6 +9,11 @@ export interface PlannedStart {
   service: string;
   versionId: string;
   nodeId: string;
+  /**
+   * The instance this start replaces (it failed, or its node is down or draining): an automatic task, which a frozen
+   * project does not get (the freeze drops such starts from the plan). Absent: wanted by a deploy or a scale.
+   */
+  replaces?: string;
 }
 
 export interface PlannedStop {
@@ -69,7 +74,15 @@ function placementOf(nodes: ReadonlyMap<string, Node>, i: Instance): Placement {
  * not draining. The others get replacements; their own stop comes after the replacements are ready (tree order).
  */
 function isLive(nodes: ReadonlyMap<string, Node>, i: Instance): boolean {
-  return i.desired === 'running' && i.current?.state !== 'failed' && placementOf(nodes, i) === 'ready';
+  return i.desired === 'running' && i.current?.state !== 'failed' && i.current?.state !== 'finished' && placementOf(nodes, i) === 'ready';
+}
+
+/**
+ * An instance that ended and whose restart policy says that was the end (exit 0 under on-failure): done. While its
+ * version is the project's it counts as one of the service's instances, and is neither restarted nor replaced.
+ */
+function isFinished(i: Instance): boolean {
+  return i.desired === 'running' && i.current?.state === 'finished';
 }
 
 /** Only nodes that run an agent take instances (a router-only node never does). */
@@ -110,6 +123,7 @@ export function reconcile(input: ReconcileInput): Plan {
       if (placed !== 'down') stop(i, 'an earlier stop did not finish');
     } else if (i.versionId !== target.id) stop(i, 'replaced by the new version');
     else if (!target.manifest.services[i.service]) stop(i, 'the service is no longer in the manifest');
+    else if (isFinished(i)) continue;
     else if (i.current?.state === 'failed') stop(i, `its node gave up on it: ${i.current.message ?? 'failed'}`);
     else if (placed !== 'ready' && staysWithItsData(i)) continue;
     else if (placed === 'down') stop(i, `node ${nodeName(i.nodeId)} is down`);
@@ -139,7 +153,12 @@ export function reconcile(input: ReconcileInput): Plan {
   for (const [name, spec] of services) {
     const want = project.scale[name] ?? spec.instances;
     const home = homes!.homeOf(name);
-    let live = input.instances.filter((i) => i.versionId === target.id && i.service === name && isLive(nodes, i));
+    const ofService = input.instances.filter((i) => i.versionId === target.id && i.service === name);
+    let live = ofService.filter((i) => isLive(nodes, i) || isFinished(i));
+    // What this plan stops of the service for failing or for its node: the starts below replace them.
+    const replaced = ofService.filter((i) => i.desired === 'running' && !live.includes(i) && plan.stops.some((s) => s.instanceId === i.id));
+    // A replacement goes elsewhere when it can: the node it failed on may be the reason it failed.
+    const avoid = new Set(replaced.filter((i) => i.current?.state === 'failed').map((i) => i.nodeId));
     if (home.kind === 'pinned') {
       // Away from its volumes an instance sees none of their data (it ran before the service had them): replaced.
       for (const i of live.filter((x) => x.nodeId !== home.nodeId)) stop(i, `its volumes are on node ${nodeName(home.nodeId)}`);
@@ -156,8 +175,9 @@ export function reconcile(input: ReconcileInput): Plan {
         plan.unplaced.push({ service: name, count: want - live.length, error: home.error });
         continue;
       }
-      for (const nodeId of placeFor(name, home.kind === 'pinned' ? home.nodeId : null, home.kind === 'new', want - live.length)) {
-        plan.starts.push({ instanceId: input.newInstanceId(), service: name, versionId: target.id, nodeId });
+      const nodeIds = placeFor(name, home.kind === 'pinned' ? home.nodeId : null, home.kind === 'new', want - live.length, avoid);
+      for (const [k, nodeId] of nodeIds.entries()) {
+        plan.starts.push({ instanceId: input.newInstanceId(), service: name, versionId: target.id, nodeId, ...(replaced[k] ? { replaces: replaced[k].id } : {}) });
         plannedOn.set(nodeId, (plannedOn.get(nodeId) ?? 0) + 1);
       }
     }
@@ -168,11 +188,11 @@ export function reconcile(input: ReconcileInput): Plan {
    * Nodes for `count` new instances of `service`: anywhere (the scheduler spreads them); or all on `pinned`, the
    * node holding its volumes; or, for volumes not made yet, all on the node the scheduler picks for the first.
    */
-  function placeFor(service: string, pinned: string | null, together: boolean, count: number): string[] {
+  function placeFor(service: string, pinned: string | null, together: boolean, count: number, avoid: ReadonlySet<string>): string[] {
     const loads = nodeLoad(service);
     if (pinned) return placeInstances(loads.filter((l) => l.nodeId === pinned), count);
-    if (!together) return placeInstances(loads, count);
-    const [first] = placeInstances(loads, 1);
+    if (!together) return placeInstances(loads, count, avoid);
+    const [first] = placeInstances(loads, 1, avoid);
     homes!.chose(service, first);
     return Array<string>(count).fill(first);
   }

@@ -23,8 +23,10 @@ export interface NodeLoad {
  * Places `count` instances of one service over the nodes that can take work (ready, not draining, running an agent,
  * disk not low), spreading them: each goes to the node with the fewest instances of that service (so no node gets a
  * second one while another has none), then the fewest instances overall, then the lowest id (deterministic).
+ * `avoid`: nodes to keep away from while another can take work (where the instances being replaced failed); when
+ * none other can, they are used all the same.
  */
-export function placeInstances(nodes: readonly NodeLoad[], count: number): string[] {
+export function placeInstances(nodes: readonly NodeLoad[], count: number, avoid: ReadonlySet<string> = new Set()): string[] {
   if (count <= 0) return [];
   const agents = nodes.filter((n) => n.runsInstances !== false);
   const up = agents.filter((n) => n.ready);
@@ -36,7 +38,9 @@ export function placeInstances(nodes: readonly NodeLoad[], count: number): strin
     const names = up.map((n) => n.name ?? n.nodeId).join(', ');
     throw new EnjinError('no_ready_nodes', `every ready node is draining (${names}); activate one with \`enjin nodes activate NODE\` or start an agent on another host`, { status: 503 });
   }
-  const ready = open.filter((n) => !n.disk?.low).map((n) => ({ ...n }));
+  const fit = open.filter((n) => !n.disk?.low);
+  const elsewhere = fit.filter((n) => !avoid.has(n.nodeId));
+  const ready = (elsewhere.length ? elsewhere : fit).map((n) => ({ ...n }));
   if (ready.length === 0) {
     // Every open node is short of disk: name the one with the most room, it is the nearest to taking work again.
     const best = open.reduce((a, b) => ((a.disk?.freeBytes ?? 0) >= (b.disk?.freeBytes ?? 0) ? a : b));
