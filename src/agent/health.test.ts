@@ -136,7 +136,7 @@ test('an instance that stops answering its health path turns unhealthy at once, 
   const note = h.notifications.find((n) => n.kind === 'probe-failed' && n.instanceId === s.instanceId);
   assert.ok(note, 'a probe-failed notification');
   assert.equal(note.service, 'web');
-  assert.match(note.message, /failed 3 health checks in a row \(HTTP 503 from \/healthz\)/);
+  assert.match(note.message, /failed 3 health checks in a row \(HTTP 503 from \/healthz: sick\)/);
 });
 
 test('failures within grace do not count: the instance stays starting, not unhealthy, and is not restarted', async () => {

@@ -67,6 +67,9 @@ export function tcpCheck(host: string, port: number, timeoutMs: number): Promise
   });
 }
 
+/** Characters of a failing HTTP answer's body kept in the probe's output. */
+const FAILED_BODY_EXCERPT = 200;
+
 export function httpCheck(host: string, port: number, path: string, timeoutMs: number, expect?: string, hostHeader?: string): Promise<{ ok: boolean; output: string }> {
   const target = path.startsWith('/') ? path : `/${path}`;
   return new Promise((resolve) => {
@@ -87,11 +90,26 @@ export function httpCheck(host: string, port: number, path: string, timeoutMs: n
     req.once('response', (res) => {
       const status = res.statusCode ?? 0;
       const good = status >= 200 && status < 400;
-      if (!good || expect === undefined) {
+      if (good && expect === undefined) {
         res.resume();
-        return done(good, `HTTP ${status} from ${target}`);
+        return done(true, `HTTP ${status} from ${target}`);
       }
       let body = '';
+      if (!good) {
+        // A failing answer's body is what tells a user why ("database unreachable"): its first bytes go with it.
+        const failed = () => {
+          const excerpt = body.slice(0, FAILED_BODY_EXCERPT).replace(/\s+/g, ' ').trim();
+          done(false, `HTTP ${status} from ${target}${excerpt ? `: ${excerpt}` : ''}`);
+        };
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          body += chunk;
+          if (body.length >= FAILED_BODY_EXCERPT) failed();
+        });
+        res.once('end', failed);
+        res.once('error', failed);
+        return;
+      }
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => {
         body += chunk;
