@@ -120,7 +120,7 @@ describe('drainInstances', () => {
     assert.equal((await hanging).status, 200);
   });
 
-  it('a router that does not answer holds a stop no longer than the drain; one long silent is not waited for', async (t) => {
+  it('a router that does not answer holds a stop no longer than the drain; one long silent, or on a down node, is not waited for', async (t) => {
     const r = await rig(t, { drainSeconds: 1 });
     const a = await instance(t, 'a');
     const seq = r.addInstance('i-a', a.port);
@@ -128,10 +128,15 @@ describe('drainInstances', () => {
     // Known to the publisher (it asked for a table once) but nothing answers on its subject.
     r.routes.routers.set('r-silent', { lastSeenAt: Date.now() });
     r.routes.routers.set('r-gone', { lastSeenAt: Date.now() - 10 * 60_000 });
+    // A router carries its node's id; its node is down (the agent beside it is silent).
+    r.state.nodes.set('n-down', { ...r.state.nodes.get('n1')!, id: 'n-down', name: 'n-down', status: 'down' });
+    r.routes.routers.set('n-down', { lastSeenAt: Date.now() });
     const lines: string[] = [];
     await drainInstances(r.host, [r.state.instances.get('i-a')!], { log: (l) => lines.push(l) });
     assert.ok(lines.some((l) => l.includes('router r-silent did not answer') && l.includes('gave up waiting for it after 1000 ms')), lines.join('\n'));
     assert.ok(lines.some((l) => l.includes('router r-gone has not asked for routes')), lines.join('\n'));
+    assert.ok(lines.some((l) => l.includes('router n-down is on node n-down, which is down; not waiting for it')), lines.join('\n'));
+    assert.ok(!lines.some((l) => l.includes('router n-down did not answer')), 'the down node\'s router was not asked');
     assert.equal(r.state.isDraining('i-a'), false);
   });
 });

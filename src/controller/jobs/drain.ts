@@ -41,7 +41,7 @@ export async function drainInstances(host: ActionHost, instances: readonly Insta
     await Promise.all(
       [...byDrainMs].map(async ([timeoutMs, group]) => {
         try {
-          await host.routes.waitForRouters({ seq, instanceIds: group.map((i) => i.id), timeoutMs, signal: opts.signal, log: opts.log });
+          await host.routes.waitForRouters({ seq, instanceIds: group.map((i) => i.id), timeoutMs, signal: opts.signal, log: opts.log, gone: (routerId) => routerHostDown(host, routerId) });
         } finally {
           // A service with a short drain is not held by one with a long drain in the same stop.
           release(group);
@@ -51,4 +51,14 @@ export async function drainInstances(host: ActionHost, instances: readonly Insta
   } finally {
     release(draining);
   }
+}
+
+/**
+ * In a cluster a router runs with its node's agent and carries the node's id: when that node is down (its agent
+ * silent), its router is gone with it and waiting for its answer would only hold the stop for the whole drain. A
+ * router-only node, or `enjin up`'s router ('local'), is always waited for.
+ */
+function routerHostDown(host: ActionHost, routerId: string): string | null {
+  const node = host.state.nodes.get(routerId);
+  return node && node.roles.includes('agent') && node.status === 'down' ? `is on node ${node.name}, which is down` : null;
 }

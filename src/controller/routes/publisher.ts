@@ -14,6 +14,18 @@ const MIN_ASK_MS = 250;
  */
 export const ROUTER_GONE_MS = 45_000;
 
+export interface WaitForRouters {
+  /** the table seq every router must have applied */
+  seq: number;
+  /** instances whose requests in flight must end (connection draining); absent: only the table is waited for */
+  instanceIds?: string[];
+  timeoutMs: number;
+  signal?: AbortSignal;
+  log?: (l: string) => void;
+  /** why a router is known gone (its host is down), or null: it is not waited for at all */
+  gone?: (routerId: string) => string | null | undefined;
+}
+
 type Table = Pick<RouteTableUpdate, 'hosts' | 'services'>;
 
 export class RoutePublisher {
@@ -95,18 +107,19 @@ export class RoutePublisher {
    * the table, or whose requests do not finish is given up on then, and the caller goes on (stops the instance).
    * Routers silent for longer than ROUTER_GONE_MS are not waited for at all: they have left (a removed node).
    */
-  async waitForRouters(opts: { seq: number; instanceIds?: string[]; timeoutMs: number; signal?: AbortSignal; log?: (l: string) => void }): Promise<void> {
+  async waitForRouters(opts: WaitForRouters): Promise<void> {
     const started = Date.now();
     const deadline = started + opts.timeoutMs;
     const routers = [...this.routers].filter(([routerId, r]) => {
-      if (started - r.lastSeenAt <= ROUTER_GONE_MS) return true;
-      opts.log?.(`router ${routerId} has not asked for routes for ${Math.round((started - r.lastSeenAt) / 1000)} s; not waiting for it`);
+      const gone = started - r.lastSeenAt > ROUTER_GONE_MS ? `has not asked for routes for ${Math.round((started - r.lastSeenAt) / 1000)} s` : opts.gone?.(routerId);
+      if (!gone) return true;
+      opts.log?.(`router ${routerId} ${gone}; not waiting for it`);
       return false;
     });
     await Promise.all(routers.map(([routerId]) => this.waitForRouter(routerId, deadline, opts)));
   }
 
-  private async waitForRouter(routerId: string, deadline: number, opts: { seq: number; instanceIds?: string[]; timeoutMs: number; signal?: AbortSignal; log?: (l: string) => void }): Promise<void> {
+  private async waitForRouter(routerId: string, deadline: number, opts: WaitForRouters): Promise<void> {
     let told = false;
     for (;;) {
       if (opts.signal?.aborted) throw opts.signal.reason;
