@@ -90,10 +90,6 @@ export function httpCheck(host: string, port: number, path: string, timeoutMs: n
     req.once('response', (res) => {
       const status = res.statusCode ?? 0;
       const good = status >= 200 && status < 400;
-      if (good && expect === undefined) {
-        res.resume();
-        return done(true, `HTTP ${status} from ${target}`);
-      }
       let body = '';
       if (!good) {
         // A failing answer's body is what tells a user why ("database unreachable"): its first bytes go with it.
@@ -109,6 +105,10 @@ export function httpCheck(host: string, port: number, path: string, timeoutMs: n
         res.once('end', failed);
         res.once('error', failed);
         return;
+      }
+      if (expect === undefined) {
+        res.resume();
+        return done(true, `HTTP ${status} from ${target}`);
       }
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => {

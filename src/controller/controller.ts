@@ -48,7 +48,7 @@ export interface ControllerOptions {
   domain: string;
   /** how often the reconcile loop looks at every project, ms */
   reconcileIntervalMs?: number;
-  /** how long a stop waits for routers to drain requests to an instance, ms */
+  /** caps each service's `drain` (how long a stop waits for routers to drain requests to an instance), ms; default no cap */
   drainTimeoutMs?: number;
   /** what joining nodes are told about the bus; absent: nodes cannot join (`enjin up`) */
   natsForNodes?: NatsForNodes;
@@ -132,7 +132,7 @@ export class Controller implements ActionHost {
     });
     this.state = state;
     this.domain = opts.domain;
-    this.drainTimeoutMs = opts.drainTimeoutMs ?? 10_000;
+    this.drainTimeoutMs = opts.drainTimeoutMs ?? Infinity;
     this.reconcileIntervalMs = opts.reconcileIntervalMs ?? 5_000;
     this.now = opts.now ?? Date.now;
     this.packages = packageStoreFor(opts.store, opts.dataDir);

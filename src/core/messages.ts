@@ -316,10 +316,23 @@ export interface NodeStateUpdate {
   removed: string[];
 }
 
+/** The version an upstream instance runs: routers count and report by it, rollouts weigh one against another. */
+export interface UpstreamVersion {
+  id: string;
+  number: number;
+}
+
 export interface Upstream {
   instanceId: string;
   host: string;
   port: number;
+  /** absent in tables written before versions were listed (a router must still read those) */
+  version?: UpstreamVersion;
+  /**
+   * Share of the service's requests relative to its other upstreams (weighted round robin): 1 each today, a rollout
+   * may weigh versions. 0 takes no new request while another upstream can. Absent in older tables: 1.
+   */
+  weight?: number;
 }
 
 export interface RouteService {

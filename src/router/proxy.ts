@@ -181,7 +181,7 @@ export class HttpExchange implements Dispatcher.DispatchHandler {
   }
 
   private attempt(): void {
-    const u = pickUpstream(this.target.upstreams, this.host.upstreamStates, this.startedAt, this.tried1, this.tried2);
+    const u = pickUpstream(this.target, this.host.upstreamStates, this.startedAt, this.tried1, this.tried2);
     if (this.attempts === 0) this.tried1 = u.instanceId;
     else this.tried2 = u.instanceId;
     this.attempts++;

@@ -35,7 +35,8 @@ test('exact names win; wildcards match exactly one level', () => {
   assert.equal(t.lookup('apps.example.com'), undefined, 'the wildcard does not match its own suffix');
   assert.equal(t.lookup('other.example.com'), undefined);
   assert.equal(t.lookup('empty.example.com')?.upstreams.length, 0, 'table hosts are normalised too');
-  assert.deepEqual(t.lookup('ghost.example.com'), { key: 'w/p/none', upstreams: [], timeouts: DEFAULT_TIMEOUTS }, 'a host of an undescribed service is known, with nothing running');
+  const ghost = t.lookup('ghost.example.com');
+  assert.deepEqual({ key: ghost?.key, upstreams: ghost?.upstreams, timeouts: ghost?.timeouts }, { key: 'w/p/none', upstreams: [], timeouts: DEFAULT_TIMEOUTS }, 'a host of an undescribed service is known, with nothing running');
   assert.deepEqual([...t.upstreams.keys()].sort(), ['i1', 'i2']);
 });
 
@@ -54,4 +55,23 @@ test('a malformed table is refused with a clear error', () => {
     () => new RouteTable(update({ services: { 'w/p/web': { key: 'w/p/web', upstreams: [{ instanceId: 'i', host: 'h', port: 0 }] } } })),
     (err: Error & { code?: string }) => err.code === 'invalid_request' && /malformed upstream/.test(err.message),
   );
+});
+
+test('upstreams carry their version and weight; a table from before them reads with weight 1 and no version', () => {
+  const t = new RouteTable(update({
+    services: {
+      ...update().services,
+      'w/p/web': { key: 'w/p/web', upstreams: [{ instanceId: 'i1', host: '127.0.0.1', port: 1001, version: { id: 'v-7', number: 7 }, weight: 3 }] },
+    },
+  }));
+  assert.deepEqual(t.lookup('app.example.com')?.upstreams, [{ instanceId: 'i1', host: '127.0.0.1', port: 1001, weight: 3, version: { id: 'v-7', number: 7 } }]);
+  // The fixture's wildcard service is written as tables were before weights and versions existed.
+  assert.deepEqual(t.lookup('x.apps.example.com')?.upstreams, [{ instanceId: 'i2', host: '127.0.0.1', port: 1002, weight: 1 }]);
+});
+
+test('a malformed weight or version refuses the whole table', () => {
+  for (const bad of [{ weight: -1 }, { weight: 'heavy' }, { weight: Number.NaN }, { version: { id: 'v' } }, { version: 'v-1' }]) {
+    const services = { 'w/p/web': { key: 'w/p/web', upstreams: [{ instanceId: 'i1', host: '127.0.0.1', port: 1001, ...bad }] } };
+    assert.throws(() => new RouteTable(update({ services: services as RouteTableUpdate['services'] })), /malformed upstream/, JSON.stringify(bad));
+  }
 });

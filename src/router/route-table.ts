@@ -1,12 +1,19 @@
 // The route table: Host header → service and its upstreams, built once from a RouteTableUpdate and never mutated.
 import { invalid } from '../core/errors.ts';
-import type { RouteTableUpdate, RouteTimeouts, Upstream } from '../core/messages.ts';
+import type { RouteTableUpdate, RouteTimeouts } from '../core/messages.ts';
+import { routedUpstream, WeightedChoice, type RoutedUpstream } from './weighted-choice.ts';
 
 /** What a hostname resolves to. `upstreams` empty: the service is known but nothing runs, so the router answers 503. */
 export interface RouteTarget {
   readonly key: string;
-  readonly upstreams: readonly Upstream[];
+  readonly upstreams: readonly RoutedUpstream[];
   readonly timeouts: Readonly<RouteTimeouts>;
+  /** the service's weighted round robin; its scores live as long as this table */
+  readonly choice: WeightedChoice;
+}
+
+function target(key: string, upstreams: readonly RoutedUpstream[], timeouts: Readonly<RouteTimeouts>): RouteTarget {
+  return Object.freeze({ key, upstreams, timeouts, choice: new WeightedChoice(upstreams) });
 }
 
 /** A service's timeouts when its manifest sets none: connect 5 s, response headers 60 s, idle body 300 s. */
@@ -47,6 +54,18 @@ function isValidPort(p: unknown): p is number {
   return typeof p === 'number' && Number.isInteger(p) && p > 0 && p < 65536;
 }
 
+/** Absent (a table from before weights): 1. */
+function isValidWeight(w: unknown): boolean {
+  return w === undefined || (typeof w === 'number' && Number.isFinite(w) && w >= 0 && w <= 1_000_000);
+}
+
+/** Absent in tables from before versions were listed. */
+function isValidVersion(v: unknown): boolean {
+  if (v === undefined) return true;
+  const o = v as { id?: unknown; number?: unknown } | null;
+  return !!o && typeof o === 'object' && typeof o.id === 'string' && typeof o.number === 'number' && Number.isInteger(o.number);
+}
+
 export class RouteTable {
   readonly incarnation: string;
   readonly seq: number;
@@ -55,7 +74,7 @@ export class RouteTable {
   /** `*.suffix` stored under `suffix`: the lookup drops the first label of the host and asks this map */
   private readonly wildcard: Map<string, RouteTarget>;
   /** every upstream by instance id, for the router to open and close connection pools as tables change */
-  readonly upstreams: ReadonlyMap<string, Upstream>;
+  readonly upstreams: ReadonlyMap<string, RoutedUpstream>;
   /** the update this table was built from, kept verbatim for persistence */
   readonly source: RouteTableUpdate;
 
@@ -76,19 +95,19 @@ export class RouteTable {
     this.source = update;
 
     const targets = new Map<string, RouteTarget>();
-    const upstreams = new Map<string, Upstream>();
+    const upstreams = new Map<string, RoutedUpstream>();
     for (const [key, service] of Object.entries(update.services)) {
       if (!service || !Array.isArray(service.upstreams)) throw invalid(`route table service ${key} has no upstreams list`);
-      const list: Upstream[] = [];
+      const list: RoutedUpstream[] = [];
       for (const u of service.upstreams) {
-        if (!u || typeof u.instanceId !== 'string' || typeof u.host !== 'string' || !u.host || !isValidPort(u.port)) {
+        if (!u || typeof u.instanceId !== 'string' || typeof u.host !== 'string' || !u.host || !isValidPort(u.port) || !isValidWeight(u.weight) || !isValidVersion(u.version)) {
           throw invalid(`route table service ${key} has a malformed upstream`, [{ path: `services.${key}.upstreams`, message: JSON.stringify(u) }]);
         }
-        const upstream: Upstream = Object.freeze({ instanceId: u.instanceId, host: u.host, port: u.port });
+        const upstream = routedUpstream(u);
         list.push(upstream);
         upstreams.set(upstream.instanceId, upstream);
       }
-      targets.set(key, Object.freeze({ key, upstreams: Object.freeze(list), timeouts: serviceTimeouts(key, service.timeouts) }));
+      targets.set(key, target(key, Object.freeze(list), serviceTimeouts(key, service.timeouts)));
     }
 
     this.exact = new Map();
@@ -96,10 +115,11 @@ export class RouteTable {
     for (const [rawHost, key] of Object.entries(update.hosts)) {
       if (typeof key !== 'string') throw invalid(`route table host ${rawHost} must map to a service key`);
       // A host naming a service the table does not describe is still a deployed name: answer 503, not 404.
-      const target = targets.get(key) ?? Object.freeze({ key, upstreams: Object.freeze([]), timeouts: DEFAULT_TIMEOUTS });
+      const found = targets.get(key) ?? target(key, Object.freeze([]), DEFAULT_TIMEOUTS);
+      if (!targets.has(key)) targets.set(key, found);
       const host = normalizeHost(rawHost);
-      if (host.startsWith('*.')) this.wildcard.set(host.slice(2), target);
-      else this.exact.set(host, target);
+      if (host.startsWith('*.')) this.wildcard.set(host.slice(2), found);
+      else this.exact.set(host, found);
     }
     this.upstreams = upstreams;
   }

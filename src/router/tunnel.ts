@@ -83,7 +83,7 @@ export class Tunnel {
   }
 
   private connectUpstream(): void {
-    const u = pickUpstream(this.target.upstreams, this.host.upstreamStates, this.startedAt, this.tried, null);
+    const u = pickUpstream(this.target, this.host.upstreamStates, this.startedAt, this.tried, null);
     this.tried = u.instanceId;
     this.attempts++;
     const state = this.host.upstreamState(u, this.target.timeouts.connectMs);

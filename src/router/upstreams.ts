@@ -1,6 +1,8 @@
 // Upstream instances as the router tracks them: a lazily opened connection pool, in-flight counts, recent failures.
 import { Pool } from 'undici';
 import type { Upstream } from '../core/messages.ts';
+import type { RouteTarget } from './route-table.ts';
+import type { RoutedUpstream } from './weighted-choice.ts';
 
 /** After a refused connection, other upstreams are preferred for this long: the instance is most likely gone. */
 const FAILURE_MEMORY_MS = 2000;
@@ -71,27 +73,28 @@ export class UpstreamState {
 }
 
 /**
- * Picks a random upstream, preferring ones not already tried by this request and not recently refusing connections.
- * Falls back to any untried one, then to any at all, so a request is never refused for want of a perfect candidate.
- * `tried` holds instance ids already attempted (at most a couple: retries are bounded).
+ * Picks the next upstream of a service by weight (smooth weighted round robin), preferring ones not already tried by
+ * this request and not recently refusing connections. Falls back to any untried one, then to any at all, so a request
+ * is never refused for want of a perfect candidate. `tried` holds instance ids already attempted (at most a couple:
+ * retries are bounded). `target.upstreams` must not be empty.
  */
 export function pickUpstream(
-  upstreams: readonly Upstream[],
+  target: Pick<RouteTarget, 'upstreams' | 'choice'>,
   states: ReadonlyMap<string, UpstreamState>,
   now: number,
   tried1: string | null,
   tried2: string | null,
-): Upstream {
-  const n = upstreams.length;
-  if (n === 1) return upstreams[0];
-  const start = (Math.random() * n) | 0;
-  let untried: Upstream | null = null;
-  for (let i = 0; i < n; i++) {
-    const u = upstreams[(start + i) % n];
-    if (u.instanceId === tried1 || u.instanceId === tried2) continue;
-    const s = states.get(u.instanceId);
-    if (s === undefined || s.avoidUntil <= now) return u;
-    untried ??= u;
-  }
-  return untried ?? upstreams[start];
+): RoutedUpstream {
+  const upstreams = target.upstreams;
+  if (upstreams.length === 1) return upstreams[0];
+  const untried = (u: RoutedUpstream) => u.instanceId !== tried1 && u.instanceId !== tried2;
+  return (
+    target.choice.next((u) => {
+      if (!untried(u)) return false;
+      const s = states.get(u.instanceId);
+      return s === undefined || s.avoidUntil <= now;
+    }) ??
+    target.choice.next(untried) ??
+    target.choice.next(() => true)!
+  );
 }

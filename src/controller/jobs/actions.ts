@@ -17,6 +17,7 @@ import type { Plan, PlannedStart, PlannedStop } from '../reconcile/reconcile.ts'
 import type { RoutePublisher } from '../routes/publisher.ts';
 import { buildVersion, instanceSpec, releaseEnv, versionSpec } from './specs.ts';
 import { reportedRemoved, reportedRunning, waitForInstance } from './instance-wait.ts';
+import { drainInstances } from './drain.ts';
 import { componentLogger } from '../../log/logger.ts';
 
 /** enjin's own log (a job's log is `log` in each action) */
@@ -27,6 +28,7 @@ export interface ActionHost {
   readonly state: ControllerState;
   readonly bus: Bus;
   readonly routes: RoutePublisher;
+  /** caps every service's `drain`, ms (Infinity: no cap; tests shorten it) */
   readonly drainTimeoutMs: number;
   saveProject(p: Project): Promise<void>;
   saveInstance(i: Instance): Promise<void>;
@@ -310,16 +312,7 @@ export function jobActions(host: ActionHost): Record<string, JobAction> {
     const stops = job.params.stops as PlannedStop[];
     const instances = stops.map((s) => host.state.instances.get(s.instanceId)).filter((i): i is Instance => !!i);
     // Take them out of the route table first, then let requests in flight finish before the node is told to stop them.
-    try {
-      for (const i of instances) {
-        host.state.startDraining(i.id);
-        await host.saveInstance({ ...host.state.instances.get(i.id) ?? i, desired: 'stopped' });
-      }
-      const seq = host.routes.refreshNow();
-      await host.routes.waitForRouters({ seq, instanceIds: instances.map((i) => i.id), timeoutMs: host.drainTimeoutMs, signal, log });
-    } finally {
-      for (const i of instances) host.state.endDraining(i.id);
-    }
+    await drainInstances(host, instances, { signal, log });
     await Promise.all(instances.map((i) => stopOne(host, i, log, stops.find((s) => s.instanceId === i.id)?.reason, signal)));
   };
 

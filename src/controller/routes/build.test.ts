@@ -1,10 +1,10 @@
 // The route table and the generated-name namespace: SERVICE.PROJECT.DOMAIN always reaches PROJECT.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Instance, InstanceState, Manifest, Node, Project, Version } from '../../core/model.ts';
+import type { Instance, InstanceHealth, InstanceState, Manifest, Node, Project, Version } from '../../core/model.ts';
 import { parseManifest } from '../../core/manifest.ts';
 import { parseProcfile } from '../../core/procfile.ts';
-import { buildRouteTable, generatedNamespaceOwner } from './build.ts';
+import { buildRouteTable, generatedNamespaceOwner, routedVersionOnly, type RouteInput } from './build.ts';
 
 describe('generatedNamespaceOwner', () => {
   it('gives the project a name under PROJECT.DOMAIN belongs to, wildcards and deeper names included', () => {
@@ -106,5 +106,59 @@ describe('buildRouteTable', () => {
       projects: [project], versions: new Map([['v1', version]]), instancesOf: () => instances, nodes, domain: 'localhost',
     });
     assert.deepEqual(again.services['default/shop/web'].upstreams.map((u) => u.instanceId), ['i1-serving', 'i2-on-down-node', 'i6-on-draining-node']);
+  });
+
+  describe('versions, weights and readiness', () => {
+    const manifest = parseManifest('project: shop\nservices:\n  web: { command: x, instances: 4 }\n  worker: { command: y, port: false }\n');
+    const project: Project = { id: 'p1', workspaceId: 'w1', name: 'shop', currentVersionId: 'v2', routedVersionId: 'v1', scale: {}, createdAt: '', updatedAt: '' };
+    const v1: Version = { id: 'v1', projectId: 'p1', number: 1, sha256: '', size: 0, manifest, createdAt: '' };
+    const v2: Version = { ...v1, id: 'v2', number: 2 };
+    const nodes = new Map([['n1', { status: 'ready' as const }]]);
+    const inst = (id: string, versionId: string, health: InstanceHealth | undefined, service = 'web'): Instance => ({
+      id, workspaceId: 'w1', projectId: 'p1', service, versionId, nodeId: 'n1', desired: 'running', createdAt: '',
+      current: { state: 'running', nodeId: 'n1', pid: 1, host: '10.0.0.1', port: 5000, restarts: 0, lastExit: null, message: null, reportedAt: '', ...(health ? { health } : {}) },
+    });
+    const build = (instances: Instance[], routedVersions?: RouteInput['routedVersions']) => buildRouteTable({
+      workspaces: new Map([['w1', { id: 'w1', name: 'default', createdAt: '' }]]),
+      projects: [project], versions: new Map([['v1', v1], ['v2', v2]]), instancesOf: () => instances, nodes, domain: 'localhost',
+      ...(routedVersions ? { routedVersions } : {}),
+    });
+
+    it('lists each upstream with its version (id and number) and weight 1', () => {
+      const table = build([inst('i1', 'v1', 'healthy')]);
+      assert.deepEqual(table.services['default/shop/web'].upstreams, [{ instanceId: 'i1', host: '10.0.0.1', port: 5000, version: { id: 'v1', number: 1 }, weight: 1 }]);
+      assert.equal(table.services['default/shop/worker'], undefined, 'a service that does not listen is not routed');
+    });
+
+    it('routes healthy instances and those without a health check (or from older agents); never starting or unhealthy ones', () => {
+      const table = build([inst('i1-healthy', 'v1', 'healthy'), inst('i2-none', 'v1', 'none'), inst('i3-older-agent', 'v1', undefined), inst('i4-starting', 'v1', 'starting'), inst('i5-unhealthy', 'v1', 'unhealthy')]);
+      assert.deepEqual(table.services['default/shop/web'].upstreams.map((u) => u.instanceId), ['i1-healthy', 'i2-none', 'i3-older-agent']);
+    });
+
+    it("routes the project's routed version only, by default", () => {
+      const table = build([inst('i1', 'v1', 'healthy'), inst('i2', 'v2', 'healthy')]);
+      assert.deepEqual(table.services['default/shop/web'].upstreams.map((u) => u.instanceId), ['i1']);
+    });
+
+    it('routes several versions of a service at once, each with its weight, when asked (a rollout)', () => {
+      const instances = [inst('i1', 'v1', 'healthy'), inst('i2', 'v1', 'healthy'), inst('i3', 'v2', 'healthy'), inst('i4', 'v2', 'starting')];
+      const table = build(instances, () => [{ versionId: 'v1', weight: 3 }, { versionId: 'v2' }]);
+      assert.deepEqual(
+        table.services['default/shop/web'].upstreams.map((u) => [u.instanceId, u.version?.number, u.weight]),
+        [['i1', 1, 3], ['i2', 1, 3], ['i3', 2, 1]],
+      );
+      assert.deepEqual(build(instances, routedVersionOnly).services['default/shop/web'].upstreams.map((u) => u.instanceId), ['i1', 'i2']);
+      assert.deepEqual(build(instances, () => [{ versionId: 'gone' }]).services, {}, 'a version not known routes nothing');
+    });
+
+    it('gives canaries waiting for promotion the share of as many old instances: 1 beside 4 takes a quarter', () => {
+      const instances = [...['a', 'b', 'c', 'd'].map((k) => inst(`old-${k}`, 'v1', 'healthy')), inst('new-1', 'v2', 'healthy')];
+      const upstreams = build(instances, () => [{ versionId: 'v1' }, { versionId: 'v2', canary: true }]).services['default/shop/web'].upstreams;
+      const weight = (v: number) => upstreams.filter((u) => u.version?.number === v).reduce((sum, u) => sum + (u.weight ?? 1), 0);
+      assert.equal(weight(2) / (weight(1) + weight(2)), 1 / 4);
+      // Promoted (no longer canaries), or as many new as old: one instance, one share.
+      const even = build(instances, () => [{ versionId: 'v1' }, { versionId: 'v2' }]).services['default/shop/web'].upstreams;
+      assert.ok(even.every((u) => u.weight === 1));
+    });
   });
 });

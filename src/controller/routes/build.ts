@@ -1,7 +1,7 @@
 // Builds the route table routers serve from the controller's state. Pure: the same state gives the same table.
 import type { Instance, Node, Project, Version, Workspace } from '../../core/model.ts';
-import type { RouteService } from '../../core/messages.ts';
-import { routedVersionIds } from '../rollout/routing.ts';
+import type { RouteService, Upstream } from '../../core/messages.ts';
+import { rolloutRoutedVersions } from '../rollout/routing.ts';
 
 export interface RouteInput {
   workspaces: Map<string, Workspace>;
@@ -11,15 +11,53 @@ export interface RouteInput {
   /** every known node: an instance is routed to only while the node it runs on is ready */
   nodes: ReadonlyMap<string, Pick<Node, 'status'>>;
   domain: string;
+  /**
+   * The versions whose instances take a project's requests, the first one's manifest giving the services' names and
+   * timeouts. Absent: the project's routedVersionId alone, weight 1 (what every deploy does today). A rollout routing
+   * old and new versions at once passes both here, with the weight each of their instances gets.
+   */
+  routedVersions?: (project: Project) => readonly RoutedVersion[];
+}
+
+/** A version routed for a project, and the weight each of its instances gets (default 1). */
+export interface RoutedVersion {
+  versionId: string;
+  weight?: number;
+  /**
+   * Canaries waiting for promotion: they run beside the full count of the old version (a surge), yet each takes the
+   * share of one old instance, so 1 canary over 4 instances gets a quarter of the requests, not a fifth.
+   */
+  canary?: boolean;
+}
+
+/**
+ * Weighs a service's upstreams so its `canary` instances (n of them, beside m others) take n/m of the requests: the
+ * others get weight m − n, the canaries m (n·m / (n·m + m·(m − n)) = n/m). With as many canaries as others or more,
+ * everyone weighs the same.
+ */
+function weighCanaries(upstreams: Upstream[], canaryVersions: ReadonlySet<string>): void {
+  const n = upstreams.filter((u) => u.version && canaryVersions.has(u.version.id)).length;
+  const m = upstreams.length - n;
+  if (!n || !m || n >= m) return;
+  for (const u of upstreams) u.weight = u.version && canaryVersions.has(u.version.id) ? m : m - n;
+}
+
+/** Today's rule: a project routes its routedVersionId only. */
+export function routedVersionOnly(project: Project): RoutedVersion[] {
+  return project.routedVersionId ? [{ versionId: project.routedVersionId }] : [];
 }
 
 /**
  * Whether routers may send requests to the instance: meant to run, reported running with an address, by a node that
- * is ready. A down node's instances may still run, but nobody can tell, and its replacements are on the way.
+ * is ready, and ready itself: its health check passed ('healthy') or it has none ('none'; absent from older agents).
+ * A down node's instances may still run, but nobody can tell, and its replacements are on the way. A 'starting'
+ * instance has not answered a probe yet; an 'unhealthy' one failed its last: neither gets requests.
  */
 export function isRoutable(i: Instance, nodes: ReadonlyMap<string, Pick<Node, 'status'>>): boolean {
   const c = i.current;
-  return i.desired === 'running' && c?.state === 'running' && !!c.port && !!c.host && nodes.get(c.nodeId)?.status === 'ready';
+  if (!(i.desired === 'running' && c?.state === 'running' && !!c.port && !!c.host && nodes.get(c.nodeId)?.status === 'ready')) return false;
+  const health = c.health ?? 'none';
+  return health === 'healthy' || health === 'none';
 }
 
 /** `SERVICE.PROJECT.DOMAIN` in the default workspace, `SERVICE.PROJECT.WORKSPACE.DOMAIN` elsewhere. */
@@ -59,17 +97,28 @@ export function buildRouteTable(input: RouteInput): { hosts: Record<string, stri
   const projectNames: Array<[string, string]> = [];
   const projects = [...input.projects].sort((a, b) => (a.id < b.id ? -1 : 1));
   for (const project of projects) {
-    const version = project.routedVersionId ? input.versions.get(project.routedVersionId) : undefined;
-    if (!version) continue;
+    const routed = (input.routedVersions ?? rolloutRoutedVersions)(project)
+      .map((r) => ({ version: input.versions.get(r.versionId), weight: r.weight ?? 1, canary: !!r.canary }))
+      .filter((r): r is { version: Version; weight: number; canary: boolean } => !!r.version);
+    if (!routed.length) continue;
+    const version = routed[0].version;
     const ws = input.workspaces.get(project.workspaceId)?.name ?? 'default';
     const instances = input.instancesOf(project.id);
     for (const [name, spec] of Object.entries(version.manifest.services)) {
       if (!spec.listens) continue;
       const key = serviceKey(ws, project.name, name);
-      const upstreams = instances
-        .filter((i) => i.service === name && routedVersionIds(project).has(i.versionId) && isRoutable(i, input.nodes))
-        .map((i) => ({ instanceId: i.id, host: i.current!.host!, port: i.current!.port! }))
-        .sort((a, b) => (a.instanceId < b.instanceId ? -1 : 1));
+      const upstreams: Upstream[] = [];
+      for (const { version: v, weight } of routed) {
+        // A service another routed version does not listen with (renamed, or turned into a worker) gets nothing from it.
+        if (!v.manifest.services[name]?.listens) continue;
+        for (const i of instances) {
+          if (i.service !== name || i.versionId !== v.id || !isRoutable(i, input.nodes)) continue;
+          upstreams.push({ instanceId: i.id, host: i.current!.host!, port: i.current!.port!, version: { id: v.id, number: v.number }, weight });
+        }
+      }
+      upstreams.sort((a, b) => (a.instanceId < b.instanceId ? -1 : 1));
+      const canaries = routed.filter((r) => r.canary).map((r) => r.version.id);
+      if (canaries.length) weighCanaries(upstreams, new Set(canaries));
       services[key] = spec.timeouts
         ? { key, upstreams, timeouts: { connectMs: spec.timeouts.connect * 1000, headerMs: spec.timeouts.header * 1000, idleMs: spec.timeouts.idle * 1000 } }
         : { key, upstreams };
