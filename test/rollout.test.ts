@@ -99,4 +99,14 @@ test('a version that fails its health check is rolled back: non-zero exit with t
   assert.ok(after.every((i) => i.version === 2));
   const body = await viaRouter(enjin.routerPort, 'roll.localhost');
   assert.match(body.body, /^version 2 /);
+  // The rollback is an event naming the project and the service, with the probe's words; so was the canary's pause.
+  const events = await eventually(async () => {
+    const r = await enjin.cli(['--json', 'events', '--project', 'roll']);
+    const list = (r.json as { events: Array<{ kind: string; service?: string; message: string; at: string }> }).events;
+    return list.some((e) => e.kind === 'rollout-rolled-back') ? list : undefined;
+  }, 'the rollback in enjin events');
+  const rolledBack = events.find((e) => e.kind === 'rollout-rolled-back')!;
+  assert.equal(rolledBack.service, 'web');
+  assert.match(rolledBack.message, /rolled back to v2: .*database unreachable/);
+  assert.ok(events.some((e) => e.kind === 'rollout-paused' && e.service === 'web'));
 });

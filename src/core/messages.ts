@@ -404,7 +404,7 @@ export interface RouterStatsReply {
 }
 
 export interface Notification {
-  kind: 'instance-exited' | 'instance-failed' | 'probe-failed' | 'node-down' | 'info';
+  kind: 'instance-exited' | 'instance-failed' | 'probe-failed' | 'node-down' | 'rollout-paused' | 'rollout-rolled-back' | 'info';
   at: string;
   nodeId?: string;
   instanceId?: string;

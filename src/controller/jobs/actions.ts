@@ -10,7 +10,7 @@ import { manifestVolumes } from '../../core/volumes.ts';
 import { dropProjectVolumes } from '../volumes.ts';
 import { EnjinError } from '../../core/errors.ts';
 import type { Instance, Job, Project, Version } from '../../core/model.ts';
-import { subjects, type AgentReply } from '../../core/messages.ts';
+import { subjects, type AgentReply, type Notification } from '../../core/messages.ts';
 import type { ControllerState } from '../state.ts';
 import type { JobAction, JobSpec } from './engine.ts';
 import type { Plan, PlannedStart, PlannedStop } from '../reconcile/reconcile.ts';
@@ -34,6 +34,8 @@ export interface ActionHost {
   saveInstance(i: Instance): Promise<void>;
   forgetInstance(id: string): Promise<void>;
   forgetProject(p: Project): Promise<void>;
+  /** one-off events for `enjin events` (a rollout rolled back); absent in tests that do not look */
+  notify?(n: Notification): void;
 }
 
 const PREPARE_TIMEOUT_MS = 30 * 60_000;

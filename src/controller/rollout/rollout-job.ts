@@ -160,6 +160,7 @@ class RolloutRun implements RolloutControl {
         await this.setRecord('paused', 'canaries are up: waiting for promotion');
         const name = this.project().name;
         log(`${ROLLOUT_PAUSED} promote with \`enjin deploy --promote --project ${name}\` or abort with \`enjin deploy --abort --project ${name}\``);
+        this.tell('rollout-paused', `${name} v${this.to.number}: canaries are up beside v${this.from.number}, waiting for \`enjin deploy --promote --project ${name}\` or \`--abort\``);
       }
       await this.waitForChange(step.kind === 'wait' ? step.wakeAt : null);
     }
@@ -259,12 +260,19 @@ class RolloutRun implements RolloutControl {
     await this.host.saveProject({ ...this.project(), currentVersionId: this.from.id });
   }
 
+  /** An event for `enjin events`, naming the service when the rollout is about one. */
+  private tell(kind: 'rollout-paused' | 'rollout-rolled-back', message: string): void {
+    const rolled = Object.keys(this.to.manifest.services);
+    this.host.notify?.({ kind, at: new Date(this.now()).toISOString(), project: this.project().name, ...(rolled.length === 1 ? { service: rolled[0] } : {}), message });
+  }
+
   private async finish(): Promise<void> {
     const { log } = this.ctx;
     const project = this.project();
     if (this.mode === 'rollback') {
       await this.host.saveProject({ ...project, rollout: null, routedVersionId: this.from.id, currentVersionId: this.from.id });
       log(`v${this.from.number} is back; v${this.to.number} is gone`);
+      this.tell('rollout-rolled-back', `${project.name} v${this.to.number} was rolled back to v${this.from.number}: ${this.failure}`);
       throw new EnjinError('rollout_rolled_back', `rolled back to v${this.from.number}: ${this.failure}`, { status: 422 });
     }
     await this.host.saveProject({ ...project, rollout: null, routedVersionId: this.to.id });
