@@ -383,7 +383,7 @@ describe('cluster faults (hosts as network namespaces)', { skip: skip ?? false, 
     const resumedAt = Date.now();
     await cluster.nats.resume();
     // Resync: a desired-state change made now reaches the agents only over the restored bus. The platform may be busy
-    // repairing what the outage did (project_busy): a user waits and tries again, so does the test.
+    // repairing what the outage did: the scale waits in the project's queue, and one that fails is tried again.
     await eventually(async () => {
       const r = await cluster.cli(['--json', 'scale', 'web=3', '--project', PROJECT], { timeoutMs: 120_000 });
       if (r.code !== 0) throw new Error(`${r.stderr}${r.stdout}`.slice(0, 2000));

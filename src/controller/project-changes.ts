@@ -1,21 +1,21 @@
 // The one serialized applier: every change to a project's desired state goes through its project's queue (see
 // change-queue.ts) and is planned and turned into a job tree here, one at a time, when its turn comes.
 import type { Bus } from '../bus/bus.ts';
-import { conflict, EnjinError, notFound } from '../core/errors.ts';
+import { conflict, notFound } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
 import type { ConfigVars, Job, Project, Version, Workspace } from '../core/model.ts';
 import { buildIdOf, configOf, deployCause, nextVersionNumber, releaseOfBuild, sameConfig, storedConfig, type ReleaseMeta } from './releases.ts';
 import type { Notification } from '../core/messages.ts';
 import type { Store } from '../store/store.ts';
 import { componentLogger } from '../log/logger.ts';
-import type { JobEngine, JobSpec } from './jobs/engine.ts';
+import type { JobEngine } from './jobs/engine.ts';
 import { buildTree, type ActionHost } from './jobs/actions.ts';
 import { restartTree } from './jobs/restart-tree.ts';
 import { isEmptyPlan, reconcile, type Plan } from './reconcile/reconcile.ts';
 import { hostnameClashes } from './hostnames.ts';
 import type { ControllerState } from './state.ts';
 import type { PackageStore } from './packages.ts';
-import { ChangeQueue, type Admission, type ChangeCategory, type ChangeTicket } from './change-queue.ts';
+import { ChangeRunner, type ChangeRequest } from './change-runner.ts';
 import { servicesOf, startedProject, stopPlan, stoppedProject } from './project-holds.ts';
 import { collectVersions } from './version-collection.ts';
 import { ForcedLeftovers } from './forced-leftovers.ts';
@@ -49,35 +49,9 @@ export interface ProjectChangesHost {
   notify?(n: Notification): void;
 }
 
-/** A change waiting in its project's queue: what it is, and how it is planned and started when its turn comes. */
-interface WaitingChange {
-  ticket: ChangeTicket;
-  /** the version a deploy rolls out, so a second deploy of it joins this one */
-  target?: string;
-  run: () => Promise<Job | null>;
-}
-
-/** What a request is, for the queue's rules (see change-queue.ts). */
-interface ChangeRequest {
-  category: ChangeCategory;
-  services: string[] | null;
-  kind: TreeKind;
-  title: string;
-  force?: boolean;
-  target?: string;
-  /** plans with the project as it is when it runs, stores what it decides and starts the tree (startTree) */
-  run: () => Promise<Job | null>;
-}
-
 export class ProjectChanges {
-  private applying: Promise<unknown> = Promise.resolve();
-  /** the trees running and the changes waiting, per project */
-  private readonly queue = new ChangeQueue();
-  private readonly waiting = new Map<string, WaitingChange>();
-  /** root id → the version its tree rolls out */
-  private readonly targets = new Map<string, string>();
-  /** the change being started now (set around its run, which is serialized): startTree files its tree under it */
-  private starting: { ticket: ChangeTicket; queuedRoot?: Job } | null = null;
+  /** the queues and the one applier */
+  private readonly runner: ChangeRunner;
   private readonly backoff = new Map<string, { until: number; failures: number }>();
   private readonly destroying = new Set<string>();
   /** project id → why some of its instances cannot be placed, as last said (said again only when it changes) */
@@ -86,7 +60,18 @@ export class ProjectChanges {
   readonly leftovers = new ForcedLeftovers();
 
   constructor(private readonly h: ProjectChangesHost) {
-    h.jobs.onQueuedAbort = (root, reason) => this.serialized(() => this.dropWaiting(root, reason));
+    this.runner = new ChangeRunner(h.jobs, h.state);
+  }
+
+  /** Stepping down: the trees this controller ran are the next leader's to fail, and their failures its to count. */
+  forgetTrees(): void {
+    this.runner.forgetQueued();
+    this.backoff.clear();
+  }
+
+  /** Where a queued change stands in its project's queue (see ChangeRunner.queuePlace). */
+  queuePlace(rootId: string): { position: number; behind: string | null } | null {
+    return this.runner.queuePlace(rootId);
   }
 
   /** A project being destroyed is gone for lookups already. */
@@ -102,33 +87,6 @@ export class ProjectChanges {
   }
 
   /**
-   * Stepping down: the trees this controller ran are the next leader's to fail, and their failures its to count. The
-   * changes waiting here end: they were never planned, and the queue lives in the leader's memory only (see
-   * change-queue.ts); the next leader's recovery ends any row a failed write left queued.
-   */
-  forgetTrees(): void {
-    for (const t of this.queue.clear()) {
-      const root = this.waiting.get(t.id);
-      this.waiting.delete(t.id);
-      if (!root) continue;
-      void this.h.jobs.getJob(t.id)
-        .then((job) => this.h.jobs.endQueued(job, 'aborted', 'this controller stopped leading before this queued change started; nothing of it ran — request it again'))
-        .catch((err: unknown) => log.warn({ err, jobId: t.id }, 'ending a queued change on stepping down failed; the next leader ends it'));
-    }
-    this.targets.clear();
-    this.backoff.clear();
-  }
-
-  /** Where a queued change stands: its place in its project's queue (1: next) and the tree it waits for. */
-  queuePlace(rootId: string): { position: number; behind: string | null } | null {
-    const position = this.queue.position(rootId);
-    const t = this.waiting.get(rootId)?.ticket;
-    if (position === null || !t) return null;
-    const ahead = position > 1 ? this.queue.waitingOf(t.projectId)[position - 2].id : null;
-    return { position, behind: this.queue.runningOf(t.projectId)[0]?.id ?? ahead };
-  }
-
-  /**
    * A new release of an earlier build (a config change, a rollback), stored and rolled out as one decision: `make`
    * builds it from the project as it is when the change runs (one change at a time, so numbers never collide) and
    * returns null when there is nothing to release. Behind a running tree it waits in the queue, and is made and
@@ -136,9 +94,9 @@ export class ProjectChanges {
    * only remembered for the first one.
    */
   async releaseBuild(project: Project, kind: 'config' | 'rollback', make: (p: Project) => { version: Version } | { config: ConfigVars | undefined }): Promise<{ version: Version | null; job: Job | null }> {
-    return this.serialized(async () => {
+    return this.runner.serialized(async () => {
       let version: Version | null = null;
-      const job = await this.submit(project, {
+      const job = await this.runner.submit(project, {
         category: 'rollout', services: null, kind, title: `${kind === 'config' ? 'release' : 'rollback'} ${project.name}`,
         run: async () => {
           const now = this.current(project.id);
@@ -167,7 +125,7 @@ export class ProjectChanges {
   async scale(project: Project, changes: Record<string, number>, by: string): Promise<Job | null> {
     const summary = Object.entries(changes).map(([s, n]) => `${s}=${n}`).join(' ');
     const title = `scale ${project.name} ${summary}`;
-    return this.serialized(() => this.submit(project, {
+    return this.runner.serialized(() => this.runner.submit(project, {
       category: 'scale', services: Object.keys(changes), kind: 'scale', title,
       run: async () => {
         const now = this.current(project.id);
@@ -186,7 +144,7 @@ export class ProjectChanges {
    */
   async restart(project: Project, services: string[]): Promise<Job | null> {
     const what = services.length ? services.join(', ') : 'every service';
-    return this.serialized(() => this.submit(project, {
+    return this.runner.serialized(() => this.runner.submit(project, {
       category: 'restart', services: services.length ? services : null, kind: 'restart', title: `restart ${project.name} ${what}`,
       run: async () => {
         const now = this.current(project.id);
@@ -194,7 +152,7 @@ export class ProjectChanges {
           .filter((i) => i.desired === 'running' && i.current?.state === 'running' && (!services.length || services.includes(i.service)))
           .sort((a, b) => (a.service === b.service ? (a.id < b.id ? -1 : 1) : a.service < b.service ? -1 : 1));
         if (!chosen.length) return null;
-        return this.startTree(now, restartTree(this.h.actions, now, chosen, () => newId('inst'), `restart ${now.name} ${what} (${chosen.length} instance${chosen.length === 1 ? '' : 's'}, one at a time)`));
+        return this.runner.startTree(now, restartTree(this.h.actions, now, chosen, () => newId('inst'), `restart ${now.name} ${what} (${chosen.length} instance${chosen.length === 1 ? '' : 's'}, one at a time)`));
       },
     }));
   }
@@ -205,11 +163,11 @@ export class ProjectChanges {
    * does not wait for nodes (an unreachable one stops them when it returns).
    */
   async stop(project: Project, service: string | null, force: boolean): Promise<Job | null> {
-    return this.serialized(() => {
+    return this.runner.serialized(() => {
       const version = project.currentVersionId ? this.h.state.versions.get(project.currentVersionId) : undefined;
       const services = servicesOf(project, version, service);
       const title = `stop ${project.name}${service ? ` ${service}` : ''}${force ? ' (forced)' : ''}`;
-      return this.submit(project, {
+      return this.runner.submit(project, {
         category: 'stop', services: service ? [service] : null, kind: 'stop-services', title, force,
         run: async () => {
           const next = stoppedProject(this.current(project.id), version!, services);
@@ -218,7 +176,7 @@ export class ProjectChanges {
           const plan = stopPlan(next, this.h.state.instancesOf(project.id), services);
           if (!plan.stops.length) return null;
           if (force) this.leftovers.remember(this.h.actions, plan.stops.map((s) => this.h.state.instances.get(s.instanceId)).filter((i) => i !== undefined));
-          return this.startTree(next, buildTree(this.h.actions, next, plan, 'stop-services', title, { force }));
+          return this.runner.startTree(next, buildTree(this.h.actions, next, plan, 'stop-services', title, { force }));
         },
       });
     });
@@ -226,13 +184,13 @@ export class ProjectChanges {
 
   /** `enjin start`: the scale `stop` put aside comes back for the services (all stopped ones when `service` is null). */
   async start(project: Project, service: string | null, by: string): Promise<Job | null> {
-    return this.serialized(() => {
+    return this.runner.serialized(() => {
       const version = project.currentVersionId ? this.h.state.versions.get(project.currentVersionId) : undefined;
       const services = service ? servicesOf(project, version, service) : Object.keys(project.stoppedScale ?? {});
       // Refused now (not when its turn comes) when there is nothing to bring back.
       startedProject(project, services.length ? services : servicesOf(project, version, null));
       const title = `start ${project.name}${service ? ` ${service}` : ''}`;
-      return this.submit(project, {
+      return this.runner.submit(project, {
         category: 'start', services: service ? [service] : null, kind: 'start-services', title,
         run: async () => {
           const now = this.current(project.id);
@@ -248,7 +206,7 @@ export class ProjectChanges {
 
   /** `enjin freeze` / `thaw`: a frozen project gets no automatic tasks; what an operator asks for still runs. */
   async setFrozen(project: Project, frozen: boolean): Promise<Project> {
-    return this.serialized(async () => {
+    return this.runner.serialized(async () => {
       const now = this.current(project.id);
       const next: Project = { ...now, frozen };
       if (!frozen) delete next.frozen;
@@ -263,16 +221,16 @@ export class ProjectChanges {
    * It ends the project's active changes and drops the queued ones. `force`: no waiting for nodes.
    */
   async destroy(project: Project, opts: { volumes?: boolean; force?: boolean } = {}): Promise<Job> {
-    return this.serialized(async () => {
+    return this.runner.serialized(async () => {
       const title = `destroy ${project.name}${opts.volumes ? ' with its volumes' : ''}${opts.force ? ' (forced)' : ''}`;
-      const job = await this.submit(project, {
+      const job = await this.runner.submit(project, {
         category: 'destroy', services: null, kind: 'destroy', title, force: opts.force,
         run: async () => {
           this.destroying.add(project.id);
           const plan = reconcile({ ...this.reconcileInput(project), project: null });
           if (opts.force) this.leftovers.remember(this.h.actions, this.h.state.instancesOf(project.id));
           const params = { ...(opts.volumes ? { dropVolumes: true } : {}), ...(opts.force ? { force: true } : {}) };
-          return this.startTree(project, buildTree(this.h.actions, project, plan, 'destroy', title, params));
+          return this.runner.startTree(project, buildTree(this.h.actions, project, plan, 'destroy', title, params));
         },
       });
       return job!;
@@ -281,14 +239,14 @@ export class ProjectChanges {
 
   /** Called by the reconcile loop and after trees end: closes any gap between desired and current, when idle. */
   async converge(project: Project, kind: TreeKind, title: string): Promise<Job | null> {
-    return this.serialized(async () => {
+    return this.runner.serialized(async () => {
       // Only a leader that has finished taking over starts trees (a follower's ending trees must not start new ones).
       if (!this.h.leaderDutiesRunning()) return null;
       const now = this.h.state.projects.get(project.id);
       if (!now || this.destroying.has(project.id)) return null;
       // Frozen: no automatic task. A revert finishes a change an operator asked for, so it still runs.
       if (now.frozen && kind !== 'revert') return null;
-      return this.submit(now, { category: 'reconcile', services: null, kind, title, run: () => this.applyPlan(this.current(project.id), kind, title, {}) });
+      return this.runner.submit(now, { category: 'reconcile', services: null, kind, title, run: () => this.applyPlan(this.current(project.id), kind, title, {}) });
     });
   }
 
@@ -314,7 +272,7 @@ export class ProjectChanges {
    * into the package store or left for the caller to remove.
    */
   async deploy(projectName: string, upload: { sha256: string; size: number; path: string }, manifest: Version['manifest'], release: boolean, meta: ReleaseMeta): Promise<{ project: Project; version: Version; created: boolean; job: Job | null }> {
-    return this.serialized(async () => {
+    return this.runner.serialized(async () => {
       const state = this.h.state;
       const ws = this.h.defaultWorkspace();
       const existing = state.projectByName(ws.id, projectName) ?? null;
@@ -337,8 +295,8 @@ export class ProjectChanges {
         run: () => this.releaseVersion(project.id, version.id),
       };
       // A deploy of what is already being rolled out (or waits to be) is that change: its tree is the answer.
-      const joined = release && existing ? this.changeRollingOut(existing.id, version.id) : null;
-      const admission = release && !joined ? this.admit(project, request) : null;
+      const joined = release && existing ? this.runner.changeRollingOut(existing.id, version.id) : null;
+      const admission = release && !joined ? this.runner.admit(project, request) : null;
       // Planned before anything is stored when it runs now: with no ready node this throws and nothing is stored.
       if (admission?.now) placedWhole(reconcile(this.reconcileInput({ ...project, currentVersionId: version.id }, version)));
 
@@ -352,7 +310,7 @@ export class ProjectChanges {
         state.versions.set(version.id, version);
       }
       let job: Job | null = joined;
-      if (admission) job = await this.act(this.current(project.id), request, admission);
+      if (admission) job = await this.runner.act(this.current(project.id), request, admission);
       return { project: state.projects.get(project.id)!, version, created: !same, job };
     });
   }
@@ -368,102 +326,6 @@ export class ProjectChanges {
     await this.h.saveProject({ ...project, currentVersionId: version.id });
     this.backoff.delete(projectId);
     return this.startPlan(this.current(projectId), plan, 'deploy', `deploy ${project.name} v${version.number}`, { previousVersionId: previous, targetVersionId: version.id });
-  }
-
-  /** The running or waiting change that rolls `versionId` out, if any. */
-  private changeRollingOut(projectId: string, versionId: string): Job | null {
-    for (const t of this.queue.runningOf(projectId)) {
-      if (this.targets.get(t.id) === versionId) return this.h.jobs.activeRoots().find((r) => r.id === t.id) ?? null;
-    }
-    for (const t of this.queue.waitingOf(projectId)) {
-      if (this.waiting.get(t.id)?.target === versionId) return this.queuedRoots.get(t.id) ?? null;
-    }
-    return null;
-  }
-
-  /** queued roots by id, as the engine handed them out */
-  private readonly queuedRoots = new Map<string, Job>();
-
-  /** What the queue's rules make of a request now; refusals are thrown. */
-  private admit(project: Project, r: ChangeRequest): Admission {
-    const a = this.queue.admit({ id: '', projectId: project.id, category: r.category, services: r.services, force: r.force });
-    if (!a.now && !a.queue && 'refuse' in a) {
-      const by = this.h.jobs.activeRoots().find((j) => j.id === a.refuse.id);
-      throw conflict('project_stopping', `${project.name}${a.refuse.services ? ` ${a.refuse.services.join(', ')}` : ''} is being ${a.refuse.category === 'destroy' ? 'destroyed' : 'stopped'} by job ${a.refuse.id}${by ? ` (${by.title})` : ''}; wait for it to end (\`enjin jobs show ${a.refuse.id} -f\`)${r.category === 'stop' ? ' or force it (`enjin stop --force`)' : ''}, then ask again`);
-    }
-    return a;
-  }
-
-  /** Decides a request (see change-queue.ts) and acts on it: runs it now, files it in the queue, or skips it. */
-  private async submit(project: Project, r: ChangeRequest): Promise<Job | null> {
-    return this.act(project, r, this.admit(project, r));
-  }
-
-  private async act(project: Project, r: ChangeRequest, a: Admission): Promise<Job | null> {
-    const ticket: ChangeTicket = { id: '', projectId: project.id, category: r.category, services: r.services, force: r.force };
-    if (!a.now) {
-      if (!('queue' in a) || !a.queue) return null;
-      const root = await this.h.jobs.queue({
-        kind: r.kind, title: r.title, params: { projectId: project.id },
-        tags: { workspace: this.h.state.workspaces.get(project.workspaceId)?.name ?? 'default', project: project.name, ...(r.services?.length === 1 ? { service: r.services[0] } : {}) },
-      });
-      ticket.id = root.id;
-      this.queue.enqueue(ticket);
-      this.queuedRoots.set(root.id, root);
-      this.waiting.set(root.id, { ticket, target: r.target, run: r.run });
-      this.h.jobs.appendLog(root.id, `queued behind ${a.behind.id} (position ${this.queue.position(root.id)}): planned when it starts`);
-      return root;
-    }
-    const reason = `${r.title} was requested`;
-    for (const e of a.end) {
-      // Not awaited: the aborted tree undoes its own work while this one starts (its end frees the queue).
-      void this.h.jobs.abort(e.id, `ended: ${reason}`).catch((err: unknown) => log.warn({ err, jobId: e.id }, 'ending a tree for a stop failed; it ends on its own'));
-    }
-    for (const d of a.drop) {
-      const root = this.queuedRoots.get(d.id);
-      if (root) await this.dropWaiting(root, `dropped: ${reason}`);
-    }
-    return this.runNow(ticket, r.run);
-  }
-
-  private async runNow(ticket: ChangeTicket, run: () => Promise<Job | null>, queuedRoot?: Job): Promise<Job | null> {
-    this.starting = { ticket, queuedRoot };
-    try {
-      return await run();
-    } finally {
-      this.starting = null;
-    }
-  }
-
-  /** Takes a waiting change out of its queue for good (a user's abort, a stop's drop); those behind it move up. */
-  private async dropWaiting(root: Job, reason: string): Promise<void> {
-    const w = this.waiting.get(root.id);
-    this.queue.remove(root.id);
-    this.waiting.delete(root.id);
-    this.queuedRoots.delete(root.id);
-    if (this.h.jobs.isQueued(root.id)) await this.h.jobs.endQueued(root, 'aborted', reason);
-    if (w) this.pump(w.ticket.projectId);
-  }
-
-  /** Starts the project's waiting changes whose turn it is, in order (each planned now, with the project as it is). */
-  private pump(projectId: string): void {
-    void this.serialized(async () => {
-      for (let t = this.queue.next(projectId); t; t = this.queue.next(projectId)) {
-        const w = this.waiting.get(t.id);
-        const root = this.queuedRoots.get(t.id);
-        this.queue.remove(t.id);
-        this.waiting.delete(t.id);
-        this.queuedRoots.delete(t.id);
-        if (!w || !root || !this.h.jobs.isQueued(root.id)) continue;
-        try {
-          const job = await this.runNow(t, w.run, root);
-          if (!job) await this.h.jobs.endQueued(root, 'succeeded', 'nothing to do once its turn came: the project already is as asked');
-        } catch (err) {
-          log.info({ err, jobId: root.id }, 'a queued change could not be planned when its turn came');
-          if (this.h.jobs.isQueued(root.id)) await this.h.jobs.endQueued(root, 'failed', `could not be planned when its turn came: ${(err as Error).message}`);
-        }
-      }
-    }).catch((err: unknown) => log.error({ err, projectId }, 'starting the queued changes of a project failed; the next tree to end tries again'));
   }
 
   private current(projectId: string): Project {
@@ -513,27 +375,7 @@ export class ProjectChanges {
       }
       return null;
     }
-    return this.startTree(project, buildTree(this.h.actions, project, plan, kind, title, params));
-  }
-
-  /** Starts the tree of the change being run (see runNow) and files it as running in the project's queue. */
-  private async startTree(project: Project, tree: JobSpec): Promise<Job> {
-    const starting = this.starting;
-    if (!starting) throw new EnjinError('internal', `a tree for ${project.name} was started outside the queue; this is a bug in enjin`, { status: 500 });
-    const root = await this.h.jobs.start(tree, starting.queuedRoot);
-    starting.ticket.id = root.id;
-    this.queue.started(starting.ticket);
-    const target = root.params.targetVersionId;
-    if (typeof target === 'string' && RELEASING.has(root.kind)) this.targets.set(root.id, target);
-    return root;
-  }
-
-  /** The one applier: plans are computed and turned into trees one at a time, so two plans never race. */
-  private serialized<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.applying.then(fn, fn);
-    // The caller gets the failure through `run`; the chain only needs to know the turn is over.
-    this.applying = run.then(() => undefined, () => undefined);
-    return run;
+    return this.runner.startTree(project, buildTree(this.h.actions, project, plan, kind, title, params));
   }
 
   /**
@@ -543,12 +385,11 @@ export class ProjectChanges {
   async treeFinished(root: Job, jobs: Job[]): Promise<void> {
     const projectId = root.params.projectId as string | undefined;
     if (!projectId) return;
-    this.queue.remove(root.id);
-    this.targets.delete(root.id);
+    this.runner.treeEnded(root.id);
     try {
       await this.afterTree(projectId, root, jobs);
     } finally {
-      this.pump(projectId);
+      this.runner.pump(projectId);
     }
   }
 
