@@ -146,8 +146,8 @@ describe('cluster faults (hosts as network namespaces)', { skip: skip ?? false, 
       if (pids !== desiredWeb) return !(unmet = `${pids} app processes, not ${desiredWeb}`);
       const running = webRunning(await cluster.ps(PROJECT)).length;
       if (running !== desiredWeb) return !(unmet = `${running} instances reported running, not ${desiredWeb}`);
-      // A reconcile still finishing (a healed node's tombstones, say) would refuse the next scenario's deploy as busy.
-      const busy = await cluster.cli(['--json', 'jobs', '--project', PROJECT, '--state', 'waiting,running']);
+      // A reconcile still finishing (a healed node's tombstones, say) would hold the next scenario's deploy in the queue.
+      const busy = await cluster.cli(['--json', 'jobs', '--project', PROJECT, '--state', 'queued,waiting,running']);
       if (busy.code !== 0) return !(unmet = `jobs: ${busy.stderr}`);
       if (busy.json.jobs.length > 0) return !(unmet = `jobs still going: ${busy.json.jobs.map((j: { title: string; state: string }) => `${j.title} (${j.state})`).join(', ')}`);
       for (const r of cluster.routers(hosts)) {
