@@ -4,33 +4,13 @@ import { EventEmitter } from 'node:events';
 import { EnjinError, notFound } from '../../core/errors.ts';
 import { newId } from '../../core/ids.ts';
 import { TERMINAL_JOB_STATES, type Job, type JobLogLine, type JobTags } from '../../core/model.ts';
+import { nestTree, type JobAction, type JobSpec, type TreeFinished } from './job-types.ts';
 import type { Store } from '../../store/store.ts';
 import type { JobTreeView } from '../../core/api.ts';
 
 export type { JobTreeView } from '../../core/api.ts';
 
-export interface JobSpec {
-  kind: string;
-  title: string;
-  tags?: JobTags;
-  params?: Record<string, unknown>;
-  children?: JobSpec[];
-}
-
-export interface JobContext {
-  job: Job;
-  /** appends a line to the job's log */
-  log(line: string): void;
-  /** aborted when the tree fails or a user aborts it */
-  signal: AbortSignal;
-  /** params of the tree's root, e.g. what the whole deploy is about */
-  root: Job;
-}
-
-export type JobAction = (ctx: JobContext) => Promise<void>;
-
-/** Called once a tree has reached a terminal state (after its jobs are all terminal). */
-export type TreeFinished = (root: Job, jobs: Job[]) => Promise<void> | void;
+export type { JobAction, JobContext, JobSpec, TreeFinished } from './job-types.ts';
 
 interface ActiveTree {
   root: Job;
@@ -276,15 +256,7 @@ export class JobEngine {
         for (const j of jobs) logs.set(j.id, [...(this.tails.get(j.id) ?? [])]);
       }
     }
-    const views = new Map<string, JobTreeView>(jobs.map((j) => [j.id, { ...j, ...(withLogs ? { log: logs.get(j.id) ?? [] } : {}), children: [] }]));
-    let root: JobTreeView | undefined;
-    for (const v of views.values()) {
-      if (v.parentId && views.has(v.parentId)) views.get(v.parentId)!.children.push(v);
-      else if (v.id === job.rootId) root = v;
-    }
-    for (const v of views.values()) v.children.sort((a, b) => a.position - b.position);
-    if (!root) throw notFound(`job tree ${job.rootId}`);
-    return { tree: root, logsBefore };
+    return { tree: nestTree(jobs, job.rootId, withLogs ? logs : null), logsBefore };
   }
 
   appendLog(jobId: string, line: string): void {
