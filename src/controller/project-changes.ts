@@ -16,7 +16,7 @@ import { hostnameClashes } from './hostnames.ts';
 import type { ControllerState } from './state.ts';
 import type { PackageStore } from './packages.ts';
 import { ChangeRunner, type ChangeRequest } from './change-runner.ts';
-import { servicesOf, startedProject, stopPlan, stoppedProject } from './project-holds.ts';
+import { ProjectHolds } from './stop-start.ts';
 import { collectVersions } from './version-collection.ts';
 import { ForcedLeftovers } from './forced-leftovers.ts';
 
@@ -59,8 +59,25 @@ export class ProjectChanges {
   /** instances stopped or destroyed with --force: each node is told to stop them until it reports them gone */
   readonly leftovers = new ForcedLeftovers();
 
+  /** stop, start, freeze and thaw */
+  readonly holds: ProjectHolds;
+
   constructor(private readonly h: ProjectChangesHost) {
     this.runner = new ChangeRunner(h.jobs, h.state);
+    this.holds = new ProjectHolds({
+      runner: this.runner, state: h.state, actions: h.actions, leftovers: this.leftovers,
+      current: (id) => this.current(id),
+      save: async (p) => {
+        await this.h.saveProject(p);
+        this.backoff.delete(p.id);
+      },
+      planAndStart: async (p, kind, title, params) => {
+        const plan = this.plan(p);
+        await this.h.saveProject(p);
+        this.backoff.delete(p.id);
+        return this.startPlan(this.current(p.id), plan, kind, title, params);
+      },
+    });
   }
 
   /** Stepping down: the trees this controller ran are the next leader's to fail, and their failures its to count. */
@@ -155,65 +172,6 @@ export class ProjectChanges {
         return this.runner.startTree(now, restartTree(this.h.actions, now, chosen, () => newId('inst'), `restart ${now.name} ${what} (${chosen.length} instance${chosen.length === 1 ? '' : 's'}, one at a time)`));
       },
     }));
-  }
-
-  /**
-   * `enjin stop`: the services (all when `service` is null) scaled to 0, their scale put aside for `start`, their
-   * instances stopped. It ends the project's active changes about them and drops their queued ones. `force`: the tree
-   * does not wait for nodes (an unreachable one stops them when it returns).
-   */
-  async stop(project: Project, service: string | null, force: boolean): Promise<Job | null> {
-    return this.runner.serialized(() => {
-      const version = project.currentVersionId ? this.h.state.versions.get(project.currentVersionId) : undefined;
-      const services = servicesOf(project, version, service);
-      const title = `stop ${project.name}${service ? ` ${service}` : ''}${force ? ' (forced)' : ''}`;
-      return this.runner.submit(project, {
-        category: 'stop', services: service ? [service] : null, kind: 'stop-services', title, force,
-        run: async () => {
-          const next = stoppedProject(this.current(project.id), version!, services);
-          await this.h.saveProject(next);
-          this.backoff.delete(project.id);
-          const plan = stopPlan(next, this.h.state.instancesOf(project.id), services);
-          if (!plan.stops.length) return null;
-          if (force) this.leftovers.remember(this.h.actions, plan.stops.map((s) => this.h.state.instances.get(s.instanceId)).filter((i) => i !== undefined));
-          return this.runner.startTree(next, buildTree(this.h.actions, next, plan, 'stop-services', title, { force }));
-        },
-      });
-    });
-  }
-
-  /** `enjin start`: the scale `stop` put aside comes back for the services (all stopped ones when `service` is null). */
-  async start(project: Project, service: string | null, by: string): Promise<Job | null> {
-    return this.runner.serialized(() => {
-      const version = project.currentVersionId ? this.h.state.versions.get(project.currentVersionId) : undefined;
-      const services = service ? servicesOf(project, version, service) : Object.keys(project.stoppedScale ?? {});
-      // Refused now (not when its turn comes) when there is nothing to bring back.
-      startedProject(project, services.length ? services : servicesOf(project, version, null));
-      const title = `start ${project.name}${service ? ` ${service}` : ''}`;
-      return this.runner.submit(project, {
-        category: 'start', services: service ? [service] : null, kind: 'start-services', title,
-        run: async () => {
-          const now = this.current(project.id);
-          const next = startedProject(now, service ? services : Object.keys(now.stoppedScale ?? {}));
-          const plan = this.plan(next);
-          await this.h.saveProject(next);
-          this.backoff.delete(project.id);
-          return this.startPlan(this.current(project.id), plan, 'start-services', title, { by });
-        },
-      });
-    });
-  }
-
-  /** `enjin freeze` / `thaw`: a frozen project gets no automatic tasks; what an operator asks for still runs. */
-  async setFrozen(project: Project, frozen: boolean): Promise<Project> {
-    return this.runner.serialized(async () => {
-      const now = this.current(project.id);
-      const next: Project = { ...now, frozen };
-      if (!frozen) delete next.frozen;
-      await this.h.saveProject(next);
-      // Thawed: what waited for it (a failed instance's replacement) is the reconcile loop's at its next tick.
-      return this.current(project.id);
-    });
   }
 
   /**

@@ -20,7 +20,7 @@ export function projectControlRoutes(c: Controller) {
       },
     }, async (req, reply) => {
       const p = c.project(req.params.project);
-      const job = await c.changes.stop(p, req.body?.service ?? null, req.body?.force === true);
+      const job = await c.changes.holds.stop(p, req.body?.service ?? null, req.body?.force === true);
       return reply.status(job ? 202 : 200).send({ project: viewProject(c, c.state.projects.get(p.id)!), job: viewQueued(c, job) });
     });
 
@@ -32,7 +32,7 @@ export function projectControlRoutes(c: Controller) {
       },
     }, async (req, reply) => {
       const p = c.project(req.params.project);
-      const job = await c.changes.start(p, req.body?.service ?? null, callerOf(req));
+      const job = await c.changes.holds.start(p, req.body?.service ?? null, callerOf(req));
       return reply.status(job ? 202 : 200).send({ project: viewProject(c, c.state.projects.get(p.id)!), job: viewQueued(c, job) });
     });
 
@@ -45,7 +45,7 @@ export function projectControlRoutes(c: Controller) {
           params: ProjectParams,
         },
       }, async (req) => {
-        const p = await c.changes.setFrozen(c.project((req.params as { project: string }).project), frozen);
+        const p = await c.changes.holds.setFrozen(c.project((req.params as { project: string }).project), frozen);
         return { project: viewProject(c, p) };
       });
     }
