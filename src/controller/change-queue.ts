@@ -1,5 +1,11 @@
 // The task queue's rules: which change runs now, which waits in its project's queue (FIFO), which ends the running
 // ones, which is refused. Pure bookkeeping: ProjectChanges plans, starts and aborts; this decides and remembers order.
+//
+// The queue lives in the leader's memory. Each waiting change is also a job row in state 'queued', so every
+// controller lists it and `enjin jobs abort` finds it; but a waiting change was never planned and its request (an
+// upload to release, a scale) is not kept beyond the leader, so when the leader stops leading, or a controller
+// starts and finds queued rows, they end aborted with a reason that says to ask again. Nothing of them ever ran, so
+// nothing is left half done; replaying them on a new leader could act on a request its maker has long given up on.
 
 /** What a job tree does to its project, as far as the rules care. */
 export type ChangeCategory =
