@@ -11,6 +11,7 @@ import { Controller } from '../src/controller/controller.ts';
 import { buildApi } from '../src/controller/api/server.ts';
 import { parseManifest } from '../src/core/manifest.ts';
 import type { Instance, Job, Project } from '../src/core/model.ts';
+import { subjects } from '../src/core/messages.ts';
 import { openStore } from '../src/store/open.ts';
 import type { Store } from '../src/store/store.ts';
 import { cleanup, tempDir } from './support/enjin.ts';
@@ -171,5 +172,59 @@ describe('freeze, and forced stop and destroy with a node away', () => {
     const again = await call('POST', '/v1/projects/paused/start', {});
     assert.equal(again.status, 409);
     assert.equal(again.body.error.code, 'not_stopped');
+  });
+  test('while a stop waits on an unreachable node, new tasks for the project are refused; stop --force ends that stop', async () => {
+    await deploy('halt');
+    const victim = agents.get(webOf('halt')[0].nodeId)!;
+    victim.disconnect();
+    const slow = await call('POST', '/v1/projects/halt/stop', {});
+    assert.equal(slow.status, 202, JSON.stringify(slow.body));
+    for (const [path, body] of [['/v1/projects/halt/scale', { services: { web: '3' } }], ['/v1/projects/halt/restart', {}], ['/v1/projects/halt/stop', {}], ['/v1/projects/halt/start', {}]] as const) {
+      const r = await call('POST', path, body);
+      assert.equal(r.status, 409, `${path}: ${JSON.stringify(r.body)}`);
+      assert.equal(r.body.error.code, 'project_stopping', path);
+      assert.match(r.body.error.message, new RegExp(`halt is being stopped by job ${slow.body.job.id}`));
+    }
+    const forced = await call('POST', '/v1/projects/halt/stop', { force: true });
+    assert.equal(forced.status, 202, JSON.stringify(forced.body));
+    assert.equal((await c.jobs.wait(slow.body.job.id)).state, 'aborted', 'the waiting stop is ended');
+    assert.equal((await c.jobs.wait(forced.body.job.id)).state, 'succeeded');
+    assert.deepEqual(projectOf('halt').stoppedScale, { web: 2 }, 'the scale put aside by the first stop is kept');
+    victim.connect();
+    await waitFor('the returning node stops it', () => ![...victim.running.values()].some((x) => x.project === 'halt'));
+  });
+
+  test('a destroy ends the running change and drops the queued ones', async () => {
+    await deploy('drop');
+    const used = new Set(webOf('drop').map((i) => i.nodeId));
+    // The node the third instance goes to takes requests and never answers: the scale that starts it keeps running.
+    const victim = [...agents.values()].find((a) => !used.has(a.nodeId))!;
+    victim.disconnect();
+    const unanswered: Array<(reply: unknown) => void> = [];
+    const silent = bus.handle(subjects.agentRpc(victim.nodeId), () => new Promise((resolve) => unanswered.push(resolve)));
+    const running = await call('POST', '/v1/projects/drop/scale', { services: { web: '3' } });
+    assert.equal(running.status, 202, JSON.stringify(running.body));
+    assert.equal(running.body.job.state === 'queued', false);
+    const queued = await call('POST', '/v1/projects/drop/scale', { services: { web: '4' } });
+    assert.equal(queued.body.job.state, 'queued');
+    assert.deepEqual(queued.body.job.queue, { position: 1, behind: running.body.job.id });
+    const listed = await call('GET', '/v1/jobs?project=drop&state=queued');
+    assert.deepEqual(listed.body.jobs.map((j: { id: string; queue: unknown }) => [j.id, j.queue]), [[queued.body.job.id, { position: 1, behind: running.body.job.id }]]);
+
+    const destroyed = await call('DELETE', '/v1/projects/drop?force=true');
+    assert.equal(destroyed.status, 202, JSON.stringify(destroyed.body));
+    assert.equal((await c.jobs.wait(running.body.job.id)).state, 'aborted');
+    const dropped = await c.jobs.getJob(queued.body.job.id);
+    assert.equal(dropped.state, 'aborted');
+    assert.match(dropped.error ?? '', /dropped: destroy drop/);
+    assert.equal((await c.jobs.wait(destroyed.body.job.id)).state, 'succeeded');
+    assert.equal((await call('GET', '/v1/jobs?project=drop&state=queued,waiting,running')).body.jobs.length, 0);
+    silent.unsubscribe();
+    // Its requests end now rather than at their own (long) timeouts, which would keep this process alive; whoever
+    // sent them has given up already (the scale was aborted).
+    for (const answer of unanswered) answer(null);
+    victim.connect();
+    await waitFor('the node back', () => c.state.nodes.get(victim.nodeId)?.status === 'ready');
+    await waitFor('nothing of drop left on any node', () => [...agents.values()].every((a) => ![...a.running.values()].some((x) => x.project === 'drop')));
   });
 });

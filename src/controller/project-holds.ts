@@ -49,11 +49,12 @@ export function startedProject(project: Project, services: string[]): Project {
 
 /**
  * What a stop does: stop every instance of the services that should run, nothing else. Taken from the instances
- * rather than a whole reconcile, so a stop of one service never starts or stops another's.
+ * rather than a whole reconcile, so a stop of one service never starts or stops another's. `force`: also those
+ * already being stopped (an earlier stop still waiting on their node), so none of them is waited on any more.
  */
-export function stopPlan(project: Project, instances: Instance[], services: string[]): Plan {
+export function stopPlan(project: Project, instances: Instance[], services: string[], force = false): Plan {
   const stops = instances
-    .filter((i) => i.desired === 'running' && services.includes(i.service))
+    .filter((i) => (i.desired === 'running' || force) && services.includes(i.service))
     .map((i) => ({ instanceId: i.id, service: i.service, versionId: i.versionId, nodeId: i.nodeId, reason: 'the project is stopped' }));
   return { projectId: project.id, targetVersionId: project.currentVersionId, starts: [], stops, switchRoutes: false, unplaced: [] };
 }

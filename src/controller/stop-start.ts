@@ -38,7 +38,7 @@ export class ProjectHolds {
         run: async () => {
           const next = stoppedProject(this.s.current(project.id), version!, services);
           await this.s.save(next);
-          const plan = stopPlan(next, this.s.state.instancesOf(project.id), services);
+          const plan = stopPlan(next, this.s.state.instancesOf(project.id), services, force);
           if (!plan.stops.length) return null;
           if (force) this.s.leftovers.remember(this.s.actions, plan.stops.map((s) => this.s.state.instances.get(s.instanceId)).filter((i) => i !== undefined));
           return this.s.runner.startTree(next, buildTree(this.s.actions, next, plan, 'stop-services', title, { force }));
