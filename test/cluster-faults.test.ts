@@ -146,8 +146,8 @@ describe('cluster faults (hosts as network namespaces)', { skip: skip ?? false, 
       if (pids !== desiredWeb) return !(unmet = `${pids} app processes, not ${desiredWeb}`);
       const running = webRunning(await cluster.ps(PROJECT)).length;
       if (running !== desiredWeb) return !(unmet = `${running} instances reported running, not ${desiredWeb}`);
-      // A reconcile still finishing (a healed node's tombstones, say) would refuse the next scenario's deploy as busy.
-      const busy = await cluster.cli(['--json', 'jobs', '--project', PROJECT, '--state', 'waiting,running']);
+      // A reconcile still finishing (a healed node's tombstones, say) would hold the next scenario's deploy in the queue.
+      const busy = await cluster.cli(['--json', 'jobs', '--project', PROJECT, '--state', 'queued,waiting,running']);
       if (busy.code !== 0) return !(unmet = `jobs: ${busy.stderr}`);
       if (busy.json.jobs.length > 0) return !(unmet = `jobs still going: ${busy.json.jobs.map((j: { title: string; state: string }) => `${j.title} (${j.state})`).join(', ')}`);
       for (const r of cluster.routers(hosts)) {
@@ -383,7 +383,7 @@ describe('cluster faults (hosts as network namespaces)', { skip: skip ?? false, 
     const resumedAt = Date.now();
     await cluster.nats.resume();
     // Resync: a desired-state change made now reaches the agents only over the restored bus. The platform may be busy
-    // repairing what the outage did (project_busy): a user waits and tries again, so does the test.
+    // repairing what the outage did: the scale waits in the project's queue, and one that fails is tried again.
     await eventually(async () => {
       const r = await cluster.cli(['--json', 'scale', 'web=3', '--project', PROJECT], { timeoutMs: 120_000 });
       if (r.code !== 0) throw new Error(`${r.stderr}${r.stdout}`.slice(0, 2000));

@@ -25,10 +25,11 @@ import { registerVersions } from './commands/versions.ts';
 import { registerConfig } from './commands/config.ts';
 import { registerReleases } from './commands/releases.ts';
 import { registerEvents } from './commands/events.ts';
+import { registerProjectControl } from './commands/project-control.ts';
 import { program, type GlobalOpts } from './program.ts';
 
 // In this order in `enjin --help`.
-for (const register of [registerUp, registerDeploy, registerPs, registerLogs, registerScale, registerRestart, registerRun, registerVersions, registerReleases, registerRollback, registerConfig, registerJobs, registerEvents, registerProjects, registerOpen, registerDestroy, registerVolumes, registerNodes, registerStats, registerController, registerAgent, registerRouter, registerCluster]) {
+for (const register of [registerUp, registerDeploy, registerPs, registerLogs, registerScale, registerRestart, registerRun, registerVersions, registerReleases, registerRollback, registerConfig, registerJobs, registerEvents, registerProjects, registerOpen, registerProjectControl, registerDestroy, registerVolumes, registerNodes, registerStats, registerController, registerAgent, registerRouter, registerCluster]) {
   register(program);
 }
 

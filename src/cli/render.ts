@@ -2,10 +2,10 @@
 // one line per change when output is a pipe or a file.
 import type { JobTree } from '../client/client.ts';
 
-const MARK: Record<string, string> = { waiting: '·', running: '◐', succeeded: '✓', failed: '✗', aborted: '⊘' };
+const MARK: Record<string, string> = { queued: '…', waiting: '·', running: '◐', succeeded: '✓', failed: '✗', aborted: '⊘' };
 const SPIN = ['◐', '◓', '◑', '◒'];
 const color = (code: number, s: string, on: boolean) => (on ? `\x1b[${code}m${s}\x1b[0m` : s);
-const STATE_COLOR: Record<string, number> = { running: 36, succeeded: 32, failed: 31, aborted: 33, waiting: 90 };
+const STATE_COLOR: Record<string, number> = { queued: 90, running: 36, succeeded: 32, failed: 31, aborted: 33, waiting: 90 };
 
 /** How long a job took; for a root, the whole tree (from its creation: a root runs last). */
 export function duration(job: { startedAt: string | null; finishedAt: string | null; createdAt?: string; parentId?: string | null }, now = Date.now()): string {

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { EnjinError } from '../core/errors.ts';
 import type { ConfigVars, Job, JobState, NodeCapacity, NodeDisk, NodeRole } from '../core/model.ts';
-import type { InstanceView, JobPageView, JobTreeView, ProjectView, RecoveryView, ReleaseView, RolloutView, VersionView, VolumeView } from '../core/api.ts';
+import type { InstanceView, JobPageView, JobTreeView, ProjectView, QueuedJobView, RecoveryView, ReleaseView, RolloutView, VersionView, VolumeView } from '../core/api.ts';
 
 export type { InstanceView, ProjectView, RolloutView, VersionView } from '../core/api.ts';
 export type JobTree = JobTreeView;
@@ -90,7 +90,7 @@ export class EnjinClient {
   }
 
   /** `git`: the checkout's commit and subject line, which `enjin releases` shows */
-  deploy(project: string, tarball: Buffer, git?: { commit: string; message: string }): Promise<{ project: ProjectView; version: VersionView; created: boolean; job: Job | null }> {
+  deploy(project: string, tarball: Buffer, git?: { commit: string; message: string }): Promise<{ project: ProjectView; version: VersionView; created: boolean; job: QueuedJobView | null }> {
     return this.call('POST', `/v1/projects/${enc(project)}/deploys${query({ commit: git?.commit, message: git?.message })}`, { raw: tarball });
   }
 
@@ -133,17 +133,33 @@ export class EnjinClient {
     return this.call('POST', `/v1/projects/${enc(project)}/rollback`, { body: version === undefined ? {} : { version } });
   }
 
-  scale(project: string, services: Record<string, string | number>): Promise<{ project: ProjectView; job: Job | null }> {
+  scale(project: string, services: Record<string, string | number>): Promise<{ project: ProjectView; job: QueuedJobView | null }> {
     return this.call('POST', `/v1/projects/${enc(project)}/scale`, { body: { services } });
   }
 
-  restart(project: string, services: string[] = []): Promise<{ project: ProjectView; job: Job | null }> {
+  restart(project: string, services: string[] = []): Promise<{ project: ProjectView; job: QueuedJobView | null }> {
     return this.call('POST', `/v1/projects/${enc(project)}/restart`, { body: { services } });
   }
 
   /** volumes: remove the project's volumes too (also those a project already destroyed left); else they are kept */
-  destroy(project: string, opts: { volumes?: boolean } = {}): Promise<{ job: Job | null; volumesKept?: KeptVolume[]; volumesRemoved?: Array<{ name: string; dir: string }> }> {
-    return this.call('DELETE', `/v1/projects/${enc(project)}${opts.volumes ? '?volumes=true' : ''}`);
+  /** `enjin stop`: the services (all, or one) stopped and kept stopped; `force`: no waiting for nodes. */
+  stop(project: string, opts: { service?: string; force?: boolean } = {}): Promise<{ project: ProjectView; job: QueuedJobView | null }> {
+    return this.call('POST', `/v1/projects/${enc(project)}/stop`, { body: opts });
+  }
+
+  /** `enjin start`: the scale a stop put aside comes back. */
+  start(project: string, opts: { service?: string } = {}): Promise<{ project: ProjectView; job: QueuedJobView | null }> {
+    return this.call('POST', `/v1/projects/${enc(project)}/start`, { body: opts });
+  }
+
+  /** `enjin freeze` (true) / `enjin thaw` (false). */
+  freeze(project: string, frozen: boolean): Promise<{ project: ProjectView }> {
+    return this.call('POST', `/v1/projects/${enc(project)}/${frozen ? 'freeze' : 'thaw'}`, { body: {} });
+  }
+
+  destroy(project: string, opts: { volumes?: boolean; force?: boolean } = {}): Promise<{ job: Job | null; volumesKept?: KeptVolume[]; volumesRemoved?: Array<{ name: string; dir: string }> }> {
+    const query = new URLSearchParams({ ...(opts.volumes ? { volumes: 'true' } : {}), ...(opts.force ? { force: 'true' } : {}) }).toString();
+    return this.call('DELETE', `/v1/projects/${enc(project)}${query ? `?${query}` : ''}`);
   }
 
   /** The volumes nodes hold, measured now on ready nodes. */
@@ -208,6 +224,16 @@ export class EnjinClient {
         } else if (event === 'change') {
           const j = byId.get((payload as Job).id);
           if (j) Object.assign(j, payload, { children: j.children, log: j.log });
+          else {
+            // A queued tree gets its jobs when its turn comes: they join the tree under their parents.
+            const parent = byId.get((payload as Job).parentId ?? '');
+            if (parent) {
+              const added: JobTree = { ...(payload as Job), children: [], log: [] };
+              byId.set(added.id, added);
+              parent.children.push(added);
+              parent.children.sort((a, b) => a.position - b.position);
+            }
+          }
         } else if (event === 'log') {
           const j = byId.get((payload as { jobId: string }).jobId);
           if (j) (j.log ??= []).push((payload as { line: string }).line);

@@ -106,7 +106,7 @@ export class Controller implements ActionHost {
   /** tells each node what to run; started and stopped with leadership */
   readonly desired: DesiredStatePublisher;
   /** the one serialized applier: desired-state changes become job trees there, one at a time */
-  private readonly changes: ProjectChanges;
+  readonly changes: ProjectChanges;
   private packageChunks: Subscription | null = null;
   private readonly reconcileIntervalMs: number;
   readonly notifications: Notification[] = [];
@@ -161,9 +161,16 @@ export class Controller implements ActionHost {
       state: this.state, store: this.store, notify: (n) => this.notify(n), refreshRoutes: () => this.routes.refresh(),
       converge: (p, kind, title) => this.converge(p, kind, title), now: this.now, nodeDownAfterMs: opts.nodeDownAfterMs ?? DEFAULT_NODE_DOWN_AFTER_MS,
     });
-    this.receiver = new NodeStateReceiver(this.bus, { full: (u) => intake.apply(u, true), delta: (u) => intake.apply(u, false) });
+    this.receiver = new NodeStateReceiver(this.bus, {
+      full: (u) => { intake.apply(u, true); this.changes.leftovers.nodeReported(u.node.nodeId, new Set(u.instances.map((i) => i.instanceId))); },
+      delta: (u) => { intake.apply(u, false); this.changes.leftovers.nodeRemoved(u.node.nodeId, u.removed); },
+    });
     this.desired = new DesiredStatePublisher(this.bus, {
-      desiredFor: (nodeId) => desiredInstancesFor(this, nodeId),
+      desiredFor: (nodeId) => {
+        // Beside its rows: what a forced stop or destroy left on the node, until it reports them gone.
+        const rows = desiredInstancesFor(this, nodeId);
+        return [...rows, ...this.changes.leftovers.for(nodeId, new Set(rows.map((d) => d.spec.instanceId)))];
+      },
       nodeIds: () => this.state.nodes.keys(),
       keepaliveMs: opts.desiredKeepaliveMs,
       // signed buses name the verified sender: a node asks for its own desired state only
@@ -288,7 +295,7 @@ export class Controller implements ActionHost {
    * Destroys the project; one-off runs still going in it are aborted (their processes killed on their nodes).
    * `volumes`: its volumes are removed on the nodes too (otherwise they are kept).
    */
-  async destroy(project: Project, opts: { volumes?: boolean } = {}): Promise<Job> {
+  async destroy(project: Project, opts: { volumes?: boolean; force?: boolean } = {}): Promise<Job> {
     const tree = await this.changes.destroy(project, opts);
     const { jobs } = await this.jobIndex.list({ rootsOnly: true, states: ['waiting', 'running'], limit: 500, tags: { project: project.name } });
     for (const run of jobs.filter((j) => j.kind === 'run' && j.params.projectId === project.id)) {

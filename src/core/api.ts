@@ -10,9 +10,18 @@ export interface JobTreeView extends Job {
 
 /** One page of `GET /v1/jobs`, newest first; `next` is the `before` of the following page, null on the last. */
 export interface JobPageView {
-  jobs: Job[];
+  jobs: QueuedJobView[];
   next: string | null;
 }
+
+/** Where a queued root stands in its project's queue: 1 is next; `behind` is the tree it waits for. */
+export interface QueuePlace {
+  position: number;
+  behind: string | null;
+}
+
+/** A job as answers list it: a queued root says where it stands. */
+export type QueuedJobView = Job & { queue?: QueuePlace };
 
 /** A project as people see it: version numbers, not ids; services with their hostnames and counts. */
 export interface ProjectView {
@@ -24,7 +33,9 @@ export interface ProjectView {
   createdAt: string;
   updatedAt: string;
   /** urls: where a browser reaches each hostname through the router (the router's port included when not 80/443) */
-  services: Array<{ name: string; command: string; listens: boolean; hostnames: string[]; urls?: string[]; desired: number; running: number }>;
+  services: Array<{ name: string; command: string; listens: boolean; hostnames: string[]; urls?: string[]; desired: number; running: number; stopped?: boolean }>;
+  /** no automatic tasks (replacements, convergence) until `enjin thaw` */
+  frozen: boolean;
 }
 
 export interface VersionView {

@@ -33,6 +33,8 @@ export const ERROR_CODES = {
   project_required: 'the command cannot tell which project is meant',
   project_mismatch: 'the manifest names another project than the one asked for',
   project_busy: 'a job tree is already changing this project',
+  project_stopping: 'the project (or the service) is being stopped or destroyed; new tasks for it are refused until that ends',
+  not_stopped: 'the services are not stopped: there is no scale `enjin stop` put aside to bring back',
   hostname_taken: 'a hostname belongs to another project, or is generated for one',
   unknown_service: 'the project has no service of that name',
   not_deployed: 'the project has no version yet',

@@ -154,6 +154,10 @@ export interface Project {
    * tree as interrupted, and the failed deploy puts the previous version back (see controller/rollout/rollout-job.ts).
    */
   rollout?: ProjectRollout | null;
+  /** desired: no automatic tasks (replacements, convergence) until thawed; an operator's requests still run */
+  frozen?: boolean;
+  /** desired: the scale of services `enjin stop` stopped, which `enjin start` brings back */
+  stoppedScale?: Record<string, number>;
   createdAt: string;
   updatedAt: string;
 }
@@ -346,7 +350,8 @@ export interface NodeDisk {
   low: boolean;
 }
 
-export type JobState = 'waiting' | 'running' | 'succeeded' | 'failed' | 'aborted';
+/** 'queued': a root waiting in its project's queue, not planned yet (see controller/change-queue.ts) */
+export type JobState = 'queued' | 'waiting' | 'running' | 'succeeded' | 'failed' | 'aborted';
 
 export interface JobTags {
   workspace?: string;

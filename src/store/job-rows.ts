@@ -47,13 +47,15 @@ export class SqlJobRows {
     );
   }
 
-  async updateJob(id: string, patch: Partial<Pick<Job, 'state' | 'error' | 'startedAt' | 'finishedAt' | 'params'>>): Promise<void> {
-    const set: { state?: string; error?: string | null; started_at?: string | null; finished_at?: string | null; params?: string } = {};
+  async updateJob(id: string, patch: Partial<Pick<Job, 'state' | 'error' | 'startedAt' | 'finishedAt' | 'params' | 'tags'>>): Promise<void> {
+    const set: { state?: string; error?: string | null; started_at?: string | null; finished_at?: string | null; params?: string; tags?: string } = {};
     if (patch.state !== undefined) set.state = patch.state;
     if (patch.error !== undefined) set.error = patch.error;
     if (patch.startedAt !== undefined) set.started_at = patch.startedAt;
     if (patch.finishedAt !== undefined) set.finished_at = patch.finishedAt;
     if (patch.params !== undefined) set.params = JSON.stringify(patch.params);
+    // A queued root learns its tags (the version a deploy rolls out) when it is planned.
+    if (patch.tags !== undefined) set.tags = JSON.stringify(patch.tags);
     const found = await this.#run(async () => {
       if (Object.keys(set).length === 0) {
         return (await this.#db.selectFrom('jobs').select('id').where('id', '=', id).executeTakeFirst()) !== undefined;

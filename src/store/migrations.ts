@@ -262,6 +262,16 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('events_at').on('events').column('at').execute();
     },
   },
+  // The operator's hold on a project: frozen (no automatic tasks) and the scale `enjin stop` put aside for `enjin start`.
+  '0009_project_holds': {
+    async up(db: Kysely<any>): Promise<void> {
+      await db.schema
+        .alterTable('projects')
+        .addColumn('frozen', 'boolean', (c) => c.notNull().defaultTo(false))
+        .addColumn('stopped_scale', 'jsonb')
+        .execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -62,6 +62,8 @@ export function toProject(r: Selectable<ProjectsTable>, sealer?: ConfigSealer): 
     routedVersionId: r.routed_version_id,
     scale: r.scale,
     ...(config ? { config } : {}),
+    ...(r.frozen ? { frozen: true } : {}),
+    ...(r.stopped_scale && Object.keys(r.stopped_scale).length ? { stoppedScale: r.stopped_scale } : {}),
     createdAt: iso(r.created_at),
     updatedAt: iso(r.updated_at),
   };

@@ -52,6 +52,10 @@ export interface ProjectsTable {
   scale: Json<Record<string, number>>;
   /** sealed ConfigVars for the project's first release, while it has none (migration 0007) */
   config: ColumnType<string | null, string | null | undefined, string | null>;
+  /** migration 0009 */
+  frozen: ColumnType<boolean, boolean | undefined, boolean>;
+  /** migration 0009: the scale `enjin stop` put aside */
+  stopped_scale: ColumnType<Record<string, number> | null, string | null | undefined, string | null>;
   created_at: Timestamp;
   updated_at: Timestamp;
 }

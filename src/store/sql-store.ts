@@ -67,7 +67,7 @@ export class SqlStore implements Store {
             .selectFrom('jobs')
             .selectAll()
             .where('root_id', 'in', (eb) =>
-              eb.selectFrom('jobs').select('root_id').where('state', 'in', ['waiting', 'running'] satisfies JobState[]),
+              eb.selectFrom('jobs').select('root_id').where('state', 'in', ['queued', 'waiting', 'running'] satisfies JobState[]),
             )
             .orderBy('created_at')
             .orderBy('id')
@@ -155,6 +155,8 @@ export class SqlStore implements Store {
       routed_version_id: p.routedVersionId,
       scale: JSON.stringify(p.scale),
       config: sealConfig(p.config, this.#sealer),
+      frozen: p.frozen === true,
+      stopped_scale: p.stoppedScale && Object.keys(p.stoppedScale).length ? JSON.stringify(p.stoppedScale) : null,
       created_at: p.createdAt,
       updated_at: p.updatedAt,
     };
@@ -269,7 +271,7 @@ export class SqlStore implements Store {
     return this.#jobs.insertJobs(jobs);
   }
 
-  updateJob(id: string, patch: Partial<Pick<Job, 'state' | 'error' | 'startedAt' | 'finishedAt' | 'params'>>): Promise<void> {
+  updateJob(id: string, patch: Partial<Pick<Job, 'state' | 'error' | 'startedAt' | 'finishedAt' | 'params' | 'tags'>>): Promise<void> {
     return this.#jobs.updateJob(id, patch);
   }
 

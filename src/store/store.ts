@@ -177,7 +177,7 @@ export interface Store {
 
   /** inserts a whole tree (or more jobs of one) in one transaction */
   insertJobs(jobs: Job[]): Promise<void>;
-  updateJob(id: string, patch: Partial<Pick<Job, 'state' | 'error' | 'startedAt' | 'finishedAt' | 'params'>>): Promise<void>;
+  updateJob(id: string, patch: Partial<Pick<Job, 'state' | 'error' | 'startedAt' | 'finishedAt' | 'params' | 'tags'>>): Promise<void>;
   getJob(id: string): Promise<Job | null>;
   /** all jobs of a tree, ordered by depth-first position */
   getJobTree(rootId: string): Promise<Job[]>;

@@ -11,6 +11,7 @@ import { followJob } from '../follow-job.ts';
 import { client, globals, print } from '../program.ts';
 import { duration } from '../render.ts';
 import { actOnRollout, followRollout, reportRollout, rolloutProject } from './deploy-rollout.ts';
+import { queueText } from '../queue-note.ts';
 
 export function registerDeploy(program: Command): void {
   program
@@ -34,11 +35,13 @@ export function registerDeploy(program: Command): void {
         print({ project: res.project, version: res.version, job: null }, () => `${project} v${res.version.number} is already running; nothing to do`);
         return;
       }
-      if (!globals().json) process.stderr.write(`${res.created ? 'created' : 'reusing'} version v${res.version.number}; job ${res.job.id}\n`);
+      const queued = queueText(res.job);
+      if (!globals().json) process.stderr.write(`${res.created ? 'created' : 'reusing'} version v${res.version.number}; job ${res.job.id}${queued ? ` ${queued}` : ''}\n`);
       if (o.detach) {
-        print({ project: res.project, version: res.version, job: res.job }, () => `deploy started: follow it with \`enjin jobs show ${res.job!.id}\``);
+        print({ project: res.project, version: res.version, job: res.job }, () => `deploy ${queued ? `${queued}: it starts when the project's earlier changes end;` : 'started:'} follow it with \`enjin jobs show ${res.job!.id} -f\``);
         return;
       }
+      if (queued && !globals().json) process.stderr.write(`following it when it starts (\`enjin jobs abort ${res.job.id}\` takes it out of the queue)\n`);
       if (res.job.params.rollout) return reportRollout(project, await followRollout(c, project, res.job.id, 0), { project: res.project, version: res.version });
       const tree = await followJob(c, res.job.id);
       const after = await c.project(project);

@@ -13,11 +13,12 @@ export function registerDestroy(program: Command): void {
     .description('stop every instance of PROJECT and remove it with its routes and versions; its volumes stay on their nodes unless --volumes (on a terminal, asks for the name again)')
     .option('-y, --yes', 'do not ask for the project name again')
     .option('--volumes', "remove the project's volumes (its data) too, also those a project already destroyed left")
-    .action(async (project: string, o: { yes?: boolean; volumes?: boolean }) => {
+    .option('--force', 'complete at once even with a node unreachable: it stops the instances when it returns')
+    .action(async (project: string, o: { yes?: boolean; volumes?: boolean; force?: boolean }) => {
       // Only a person at a terminal is asked; scripts (no TTY, or --json) are taken at their word.
       if (!o.yes && !globals().json && process.stdin.isTTY && process.stderr.isTTY) await confirm(project, !!o.volumes);
       const c = client();
-      const answer = await c.destroy(project, { volumes: o.volumes });
+      const answer = await c.destroy(project, { volumes: o.volumes, force: o.force });
       const kept = answer.volumesKept ?? [];
       const removedNow = answer.volumesRemoved ?? [];
       if (!answer.job) {

@@ -10,8 +10,8 @@ export function registerProjects(program: Command): void {
     .action(async () => {
       const { projects } = await client().projects();
       print({ projects }, () => projects.length ? table([
-        ['PROJECT', 'VERSION', 'SERVICES', 'URLS'],
-        ...projects.map((p) => [p.name, p.version ? `v${p.version}` : '-', p.services.map((s) => `${s.name} ${s.running}/${s.desired}`).join(', '), p.services.flatMap((s) => s.urls ?? s.hostnames).join(' ')]),
+        ['PROJECT', 'VERSION', 'SERVICES', 'HELD', 'URLS'],
+        ...projects.map((p) => [p.name, p.version ? `v${p.version}` : '-', p.services.map((s) => `${s.name} ${s.running}/${s.desired}${s.stopped ? ' stopped' : ''}`).join(', '), p.frozen ? 'frozen' : '-', p.services.flatMap((s) => s.urls ?? s.hostnames).join(' ')]),
       ]) : 'no projects; deploy one with `enjin deploy DIR`');
     });
 }

@@ -25,8 +25,11 @@ export function registerPs(program: Command): void {
     .description('list instances: state, health, node, address, pid, restarts and how the last run ended')
     .action(async (project: string | undefined) => {
       const c = client();
-      const { instances } = await c.instances(project);
-      print({ instances }, () => instances.length ? table([
+      const [{ instances }, { projects }] = await Promise.all([c.instances(project), c.projects()]);
+      // Frozen projects get no replacements: said under the table, and listed in --json.
+      const frozen = projects.filter((p) => p.frozen && (!project || p.name === project)).map((p) => p.name);
+      const note = frozen.length ? `\nfrozen (no automatic replacements until \`enjin thaw\`): ${frozen.join(', ')}` : '';
+      print({ instances, frozen }, () => (instances.length ? table([
         ['PROJECT', 'SERVICE', 'INSTANCE', 'VERSION', 'STATE', 'HEALTH', 'NODE', 'ADDRESS', 'PID', 'RESTARTS', 'LAST EXIT', 'AGE'],
         ...instances.map((i: InstanceView) => [
           i.project,
@@ -42,6 +45,6 @@ export function registerPs(program: Command): void {
           lastExitText(i.lastExit),
           ago(i.createdAt),
         ]),
-      ]) : 'no instances');
+      ]) : 'no instances') + note);
     });
 }

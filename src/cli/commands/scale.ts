@@ -4,6 +4,7 @@ import { EnjinError } from '../../core/errors.ts';
 import { followJob } from '../follow-job.ts';
 import { client, print } from '../program.ts';
 import { projectName } from '../project-name.ts';
+import { sayQueued } from '../queue-note.ts';
 
 export function registerScale(program: Command): void {
   program
@@ -21,6 +22,7 @@ export function registerScale(program: Command): void {
       const project = await projectName(o.project, c);
       const res = await c.scale(project, services);
       if (!res.job) return print({ project: res.project, job: null }, () => `${project} already runs that many; nothing to do`);
+      sayQueued(res.job, true);
       const tree = await followJob(c, res.job.id);
       const after = await c.project(project);
       print({ project: after.project, job: tree }, () => after.project.services.map((s) => `${s.name}: ${s.running}/${s.desired} running`).join('\n'));

@@ -24,10 +24,11 @@ import { releaseRoutes } from './routes/releases.ts';
 import { eventRoutes } from './routes/events.ts';
 import { runRoutes } from './routes/run.ts';
 import { rolloutRoutes } from './routes/rollouts.ts';
+import { projectControlRoutes } from './routes/project-control.ts';
 import { guardWrites } from './write-guard.ts';
 import { bearerToken, callerOf, setCaller, CONTROL_CHARS, ID_PATTERN, ID_RULE, parseLogCursor, withPositions } from './inputs.ts';
 import { manifestFrom } from '../../core/package-manifest.ts';
-import { byServiceThenId, viewInstance, viewProject, viewVersion } from './views.ts';
+import { byServiceThenId, viewInstance, viewProject, viewQueued, viewVersion } from './views.ts';
 
 /** JSON bodies: every route but the package upload. */
 const MAX_JSON_BYTES = 1024 ** 2;
@@ -115,10 +116,13 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
     schema: {
       summary: "Destroy a project: stop its instances, remove its routes, versions and packages; its volumes are kept unless volumes=true (which also removes the kept volumes of a project already destroyed)",
       params: ProjectParams,
-      querystring: Type.Object({ volumes: Type.Optional(Type.Boolean({ default: false })) }),
+      querystring: Type.Object({
+        volumes: Type.Optional(Type.Boolean({ default: false })),
+        force: Type.Optional(Type.Boolean({ default: false, description: 'complete at once: do not wait for nodes (an unreachable one stops the instances when it returns)' })),
+      }),
     },
   }, async (req, reply) => {
-    const r = await destroyProject(c, req.params.project, req.query.volumes === true);
+    const r = await destroyProject(c, req.params.project, req.query.volumes === true, req.query.force === true);
     return reply.status(r.job ? 202 : 200).send(r);
   });
 
@@ -162,7 +166,7 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
       } catch (err) {
         throw withPositions(err, file, text);
       }
-      return reply.status(done.job ? 202 : 200).send({ project: projectView(done.project), version: viewVersion(c, done.version), created: done.created, job: done.job });
+      return reply.status(done.job ? 202 : 200).send({ project: projectView(done.project), version: viewVersion(c, done.version), created: done.created, job: viewQueued(c, done.job) });
     } finally {
       uploadsInProgress--;
       // Adopted into the package store by an accepted deploy; anything else leaves nothing behind.
@@ -198,7 +202,7 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
       changes[service] = n;
     }
     const job = await c.scale(p, changes, callerOf(req));
-    return reply.status(job ? 202 : 200).send({ project: projectView(c.state.projects.get(p.id)!), job });
+    return reply.status(job ? 202 : 200).send({ project: projectView(c.state.projects.get(p.id)!), job: viewQueued(c, job) });
   });
 
   app.post('/v1/projects/:project/restart', {
@@ -216,7 +220,7 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
       if (!Object.hasOwn(version.manifest.services, service)) throw new EnjinError('unknown_service', `${p.name} has no service "${service}"; it has ${Object.keys(version.manifest.services).join(', ')}`, { status: 404 });
     }
     const job = await c.restart(p, services);
-    return reply.status(job ? 202 : 200).send({ project: projectView(c.state.projects.get(p.id)!), job });
+    return reply.status(job ? 202 : 200).send({ project: projectView(c.state.projects.get(p.id)!), job: viewQueued(c, job) });
   });
 
   app.get('/v1/instances', { schema: { summary: 'List instances', querystring: Type.Object({ project: Type.Optional(Type.String()) }) } }, async (req) => {
@@ -274,6 +278,7 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
   await app.register(eventRoutes(c));
   await app.register(runRoutes(c, c.runs));
   await app.register(rolloutRoutes(c));
+  await app.register(projectControlRoutes(c));
 
   app.get('/v1/jobs/:id', { schema: { summary: 'A job tree with states and, with logs=true, logs', params: Type.Object({ id: Type.String() }), querystring: Type.Object({ logs: Type.Optional(Type.Boolean({ default: true })) }) } }, async (req) => ({
     job: await c.jobs.getTree(req.params.id, req.query.logs !== false),
@@ -335,6 +340,7 @@ export async function buildApi(c: Controller): Promise<FastifyInstance> {
   });
 
   app.post('/v1/jobs/:id/abort', { schema: { summary: "Abort a job's tree", params: Type.Object({ id: Type.String() }) } }, async (req) => ({
+    // A queued tree leaves its queue and never runs; a running one stops now. Either way the tree ends.
     job: await c.jobs.abort(req.params.id, 'aborted by a user'),
   }));
 

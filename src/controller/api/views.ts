@@ -1,6 +1,6 @@
 // The API's views of entities: what the controller's state looks like to a client (shapes from core/api.ts).
-import type { Instance, InstanceHealth, Node, Project, Version } from '../../core/model.ts';
-import type { InstanceView, NodeView, ProjectView, UnmanagedInstanceView, VersionView } from '../../core/api.ts';
+import type { Instance, InstanceHealth, Job, Node, Project, Version } from '../../core/model.ts';
+import type { InstanceView, NodeView, ProjectView, QueuedJobView, UnmanagedInstanceView, VersionView } from '../../core/api.ts';
 import type { Controller } from '../controller.ts';
 import { nodeState } from '../nodes.ts';
 import type { UnmanagedInstance } from '../state.ts';
@@ -64,8 +64,10 @@ export function viewProject(c: Controller, p: Project): ProjectView {
         desired: p.scale[name] ?? s.instances,
         // Serving ones: a stop in progress, or an instance on a down node (left until its node confirms), does not count.
         running: instances.filter((i) => i.service === name && i.versionId === current!.id && i.desired === 'running' && i.current?.state === 'running' && c.state.nodes.get(i.nodeId)?.status === 'ready').length,
+        ...(p.stoppedScale && Object.hasOwn(p.stoppedScale, name) ? { stopped: true } : {}),
       };
     }),
+    frozen: p.frozen === true,
   };
 }
 
@@ -83,4 +85,11 @@ export function viewNode(c: Controller, n: Node): NodeView {
 export function viewUnmanaged(id: string, u: UnmanagedInstance): UnmanagedInstanceView {
   const r = u.report;
   return { id, project: r.project, service: r.service, versionId: r.versionId, state: r.current.state, pid: r.current.pid, host: r.current.host, port: r.current.port, reportedAt: r.current.reportedAt };
+}
+
+/** A root as answers show it: a queued one with its place in its project's queue. */
+export function viewQueued<J extends Job | null>(c: Controller, job: J): J extends Job ? QueuedJobView : null {
+  if (!job) return null as never;
+  const place = job.state === 'queued' ? c.changes.queuePlace(job.id) : null;
+  return (place ? { ...job, queue: place } : job) as never;
 }

@@ -310,12 +310,13 @@ export function jobActions(host: ActionHost): Record<string, JobAction> {
     log(`route table ${seq} applied by ${host.routes.routers.size} router(s)`);
   };
 
-  const stop: JobAction = async ({ job, log, signal }) => {
+  const stop: JobAction = async ({ job, root, log, signal }) => {
     const stops = job.params.stops as PlannedStop[];
     const instances = stops.map((s) => host.state.instances.get(s.instanceId)).filter((i): i is Instance => !!i);
     // Take them out of the route table first, then let requests in flight finish before the node is told to stop them.
-    await drainInstances(host, instances, { signal, log });
-    await Promise.all(instances.map((i) => stopOne(host, i, log, stops.find((s) => s.instanceId === i.id)?.reason, signal)));
+    const force = root.params.force === true;
+    await drainInstances(host, instances, { signal, log, force });
+    await Promise.all(instances.map((i) => stopOne(host, i, log, stops.find((s) => s.instanceId === i.id)?.reason, signal, force)));
   };
 
   const destroy: JobAction = async ({ job, log }) => {
@@ -326,21 +327,22 @@ export function jobActions(host: ActionHost): Record<string, JobAction> {
     log(`project ${project.name} removed with its versions`);
   };
 
-  return { deploy: root, rollback: root, config: root, scale: root, reconcile: root, revert: root, restart: root, release: releaseAction, destroy, prepare, start, 'switch-routes': switchRoutes, stop };
+  return { deploy: root, rollback: root, config: root, scale: root, reconcile: root, revert: root, restart: root, 'stop-services': root, 'start-services': root, release: releaseAction, destroy, prepare, start, 'switch-routes': switchRoutes, stop };
 }
 
 /**
  * Sets the instance's desired state to stopped (if it is not already) and waits until its node reports it gone,
  * which removes the row. A node that is down cannot: the row stays as a tombstone until the node returns and confirms.
  */
-async function stopOne(host: ActionHost, i: Instance, log: (l: string) => void, reason?: string, signal?: AbortSignal): Promise<void> {
+async function stopOne(host: ActionHost, i: Instance, log: (l: string) => void, reason?: string, signal?: AbortSignal, force = false): Promise<void> {
   const row = host.state.instances.get(i.id);
   if (!row) return;
   if (row.desired !== 'stopped') await host.saveInstance({ ...row, desired: 'stopped' });
   const nodeName = host.state.nodes.get(i.nodeId)?.name ?? i.nodeId;
   const nodeAway = () => host.state.nodes.get(i.nodeId)?.status !== 'ready';
   const tombstoned = () => log(`node ${nodeName} is down: ${i.service} ${i.id} stays listed as stopped until the node returns and confirms it gone`);
-  if (nodeAway() && host.state.instances.has(i.id)) {
+  // --force: no waiting for the node at all (it may be unreachable without being called down yet).
+  if ((force || nodeAway()) && host.state.instances.has(i.id)) {
     tombstoned();
     return;
   }

@@ -11,13 +11,14 @@ import type { ActionHost } from './actions.ts';
  * router that does not answer holds nothing past that. Instances of services that do not listen are in no route table
  * and are not held at all.
  */
-export async function drainInstances(host: ActionHost, instances: readonly Instance[], opts: { signal?: AbortSignal; log: (l: string) => void }): Promise<void> {
+export async function drainInstances(host: ActionHost, instances: readonly Instance[], opts: { signal?: AbortSignal; log: (l: string) => void; force?: boolean }): Promise<void> {
   const byDrainMs = new Map<number, Instance[]>();
   for (const i of instances) {
     const spec = host.state.versions.get(i.versionId)?.manifest.services[i.service];
     if (spec && !spec.listens) continue;
     // A version gone from memory (a destroyed project) gets the default: better a wait than a cut request.
-    const ms = Math.min(drainOf(spec ?? {}) * 1000, host.drainTimeoutMs);
+    // A forced stop completes at once: out of the routes, and no wait for what is in flight.
+    const ms = opts.force ? 0 : Math.min(drainOf(spec ?? {}) * 1000, host.drainTimeoutMs);
     byDrainMs.set(ms, [...(byDrainMs.get(ms) ?? []), i]);
   }
   const draining = [...byDrainMs.values()].flat();

@@ -140,3 +140,41 @@ test('the root shows running as soon as any job of its tree runs; parents in bet
   assert.equal(done.state, 'succeeded');
   assert.equal(rootRan, 1, 'the root ran once');
 });
+
+test('a queued root is listed and stored as queued, keeps its id when it starts, and ends for good when aborted', async () => {
+  const { engine, store, finished } = await setup({ step: async () => {} });
+  const later = await engine.queue({ kind: 'step', title: 'scale later', tags: { project: 'q' }, params: { projectId: 'p' } });
+  assert.equal(later.state, 'queued');
+  assert.equal((await store.getJob(later.id))?.state, 'queued');
+  assert.equal((await engine.getTree(later.id, true)).children.length, 0);
+  const started = await engine.start({ kind: 'step', title: 'scale now', tags: { project: 'q', version: 'v2' }, children: [{ kind: 'step', title: 'child' }] }, later);
+  assert.equal(started.id, later.id, 'followers of the queued id follow the tree');
+  assert.equal(started.createdAt, later.createdAt, 'it keeps its place in listings');
+  assert.equal((await engine.wait(later.id)).state, 'succeeded');
+  const stored = await store.getJobTree(later.id);
+  assert.equal(stored.length, 2);
+  assert.equal(stored[0].tags.version, 'v2', 'the plan\'s tags are stored on the root');
+
+  const dropped = await engine.queue({ kind: 'step', title: 'never', tags: { project: 'q' } });
+  const aborted = await engine.abort(dropped.id, 'aborted by a user');
+  assert.equal(aborted.state, 'aborted');
+  assert.equal((await store.getJob(dropped.id))?.state, 'aborted');
+  assert.equal(engine.isQueued(dropped.id), false);
+  await assert.rejects(engine.start({ kind: 'step', title: 'x' }, dropped), /no longer queued/);
+  await assert.rejects(engine.abort(dropped.id), /nothing to abort/);
+  assert.ok(!finished.includes(`${dropped.id}:aborted`), 'nothing ran, so nothing is converged after it');
+});
+
+test('recovery ends a queued root with a reason and hands it to no one', async () => {
+  const { engine, store, finished } = await setup({ step: async () => {} });
+  const queued = await engine.queue({ kind: 'step', title: 'waiting for its turn', tags: { project: 'r' } });
+  const fresh = new JobEngine({ store, actions: { step: async () => {} }, onTreeFinished: (root) => void finished.push(`${root.id}:${root.state}`) });
+  const unfinished = (await store.load()).unfinishedJobs.filter((j) => j.rootId === queued.id);
+  assert.equal(unfinished.length, 1, 'queued rows are loaded as unfinished');
+  await fresh.recover(unfinished, 'the controller restarted');
+  const row = await store.getJob(queued.id);
+  assert.equal(row?.state, 'aborted');
+  assert.match(row?.error ?? '', /restarted before this queued change started.*request it again/);
+  assert.ok(!finished.some((f) => f.startsWith(queued.id)));
+  void engine;
+});

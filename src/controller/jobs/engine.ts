@@ -4,33 +4,13 @@ import { EventEmitter } from 'node:events';
 import { EnjinError, notFound } from '../../core/errors.ts';
 import { newId } from '../../core/ids.ts';
 import { TERMINAL_JOB_STATES, type Job, type JobLogLine, type JobTags } from '../../core/model.ts';
+import { nestTree, type JobAction, type JobSpec, type TreeFinished } from './job-types.ts';
 import type { Store } from '../../store/store.ts';
 import type { JobTreeView } from '../../core/api.ts';
 
 export type { JobTreeView } from '../../core/api.ts';
 
-export interface JobSpec {
-  kind: string;
-  title: string;
-  tags?: JobTags;
-  params?: Record<string, unknown>;
-  children?: JobSpec[];
-}
-
-export interface JobContext {
-  job: Job;
-  /** appends a line to the job's log */
-  log(line: string): void;
-  /** aborted when the tree fails or a user aborts it */
-  signal: AbortSignal;
-  /** params of the tree's root, e.g. what the whole deploy is about */
-  root: Job;
-}
-
-export type JobAction = (ctx: JobContext) => Promise<void>;
-
-/** Called once a tree has reached a terminal state (after its jobs are all terminal). */
-export type TreeFinished = (root: Job, jobs: Job[]) => Promise<void> | void;
+export type { JobAction, JobContext, JobSpec, TreeFinished } from './job-types.ts';
 
 interface ActiveTree {
   root: Job;
@@ -56,6 +36,10 @@ export class JobEngine {
   private readonly actions: Record<string, JobAction>;
   private readonly onTreeFinished: TreeFinished;
   private readonly active = new Map<string, ActiveTree>();
+  /** roots waiting in their project's queue (state 'queued'): listed and abortable, not planned yet */
+  private readonly queued = new Map<string, Job>();
+  /** who takes a queued root out of its queue when a user aborts it (the project's queue); absent: only the row ends */
+  onQueuedAbort: ((root: Job, reason: string) => Promise<void>) | null = null;
   /** job id → its root, for the jobs of running trees: log events name their tree without a search */
   private readonly rootOf = new Map<string, string>();
   private pendingLog: JobLogLine[] = [];
@@ -90,6 +74,12 @@ export class JobEngine {
       // A tree this engine runs itself is not left over (a takeover reloads while nothing runs, but be sure).
       if (this.active.has(rootId)) continue;
       const reason = `interrupted: ${why}`;
+      const root = jobs.find((j) => j.id === rootId);
+      if (root?.state === 'queued') {
+        // Never planned, so nothing of it ran: it ends aborted, and nothing needs converging after it.
+        await this.endQueued(root, 'aborted', `${why} before this queued change started; nothing of it ran — request it again`);
+        continue;
+      }
       for (const j of jobs) {
         if (TERMINAL_JOB_STATES.has(j.state)) continue;
         const state = j.state === 'running' || j.id === rootId ? 'failed' : 'aborted';
@@ -99,7 +89,6 @@ export class JobEngine {
         this.events.emit('change', j);
         this.appendLog(j.id, j.error ?? reason);
       }
-      const root = jobs.find((j) => j.id === rootId);
       if (root) {
         ended.push(root);
         await this.onTreeFinished(root, jobs);
@@ -109,10 +98,52 @@ export class JobEngine {
     return ended;
   }
 
-  /** Persists a tree and starts running it; returns its root at once. */
-  async start(spec: JobSpec): Promise<Job> {
+  /**
+   * Persists the root of a change that waits in its project's queue (state 'queued'), to be started later with
+   * `start(spec, root)` once it is planned, or ended with `endQueued`.
+   */
+  async queue(spec: Omit<JobSpec, 'children'>): Promise<Job> {
+    const root: Job = {
+      id: newId('job'), rootId: '', parentId: null, kind: spec.kind, title: spec.title, state: 'queued', tags: { ...spec.tags }, params: spec.params ?? {},
+      error: null, createdAt: new Date().toISOString(), startedAt: null, finishedAt: null, position: 0,
+    };
+    root.rootId = root.id;
+    if (!this.actions[root.kind]) throw new EnjinError('internal', `no action for job kind ${root.kind}`, { status: 500 });
+    await this.store.insertJobs([root]);
+    this.queued.set(root.id, root);
+    this.events.emit('change', root);
+    return root;
+  }
+
+  /** Ends a queued root that will never start (aborted, dropped, nothing to do, or its plan failed). */
+  async endQueued(root: Job, state: 'succeeded' | 'failed' | 'aborted', reason: string): Promise<Job> {
+    this.queued.delete(root.id);
+    const finishedAt = new Date().toISOString();
+    Object.assign(root, { state, error: state === 'succeeded' ? null : reason, finishedAt });
+    this.events.emit('change', root);
+    this.appendLog(root.id, reason);
+    try {
+      await this.store.updateJob(root.id, { state, error: root.error, finishedAt });
+    } catch (err) {
+      // Its row stays 'queued' in the store: the next leader's recovery ends it, as it ends every queued row.
+      this.appendLog(root.id, `could not record state ${state}: ${(err as Error).message}`);
+    }
+    await this.flushLogs();
+    return root;
+  }
+
+  isQueued(rootId: string): boolean {
+    return this.queued.has(rootId);
+  }
+
+  /**
+   * Persists a tree and starts running it; returns its root at once. `queuedRoot`: the tree of a change that waited in
+   * the queue keeps that root's id (users follow it by that id) and takes the planned tree's tags and params.
+   */
+  async start(spec: JobSpec, queuedRoot?: Job): Promise<Job> {
     const now = new Date().toISOString();
-    const rootId = newId('job');
+    if (queuedRoot && !this.queued.has(queuedRoot.id)) throw new EnjinError('job_finished', `job ${queuedRoot.id} is no longer queued (${queuedRoot.state}); it cannot start`, { status: 409 });
+    const rootId = queuedRoot?.id ?? newId('job');
     const jobs: Job[] = [];
     const add = (s: JobSpec, parentId: string | null, position: number, inherited: JobTags): void => {
       const id = parentId === null ? rootId : newId('job');
@@ -127,7 +158,15 @@ export class JobEngine {
     for (const j of jobs) {
       if (!this.actions[j.kind]) throw new EnjinError('internal', `no action for job kind ${j.kind}`, { status: 500 });
     }
-    await this.store.insertJobs(jobs);
+    if (queuedRoot) {
+      // Same row, now planned: it keeps its place in listings (created when it was requested).
+      Object.assign(jobs[0], { createdAt: queuedRoot.createdAt, title: queuedRoot.title });
+      await this.store.updateJob(rootId, { state: 'waiting', tags: jobs[0].tags, params: jobs[0].params });
+      await this.store.insertJobs(jobs.slice(1));
+      this.queued.delete(rootId);
+    } else {
+      await this.store.insertJobs(jobs);
+    }
 
     let resolve!: (root: Job) => void;
     const done = new Promise<Job>((r) => (resolve = r));
@@ -163,6 +202,13 @@ export class JobEngine {
   /** Aborts the tree a job belongs to: running jobs get their signal aborted, waiting ones are marked aborted. */
   async abort(jobId: string, reason = 'aborted by a user'): Promise<Job> {
     const job = await this.getJob(jobId);
+    const waiting = this.queued.get(job.rootId);
+    if (waiting) {
+      // Taken out of its queue: it never runs, and the changes behind it move up.
+      if (this.onQueuedAbort) await this.onQueuedAbort(waiting, reason);
+      else await this.endQueued(waiting, 'aborted', reason);
+      return waiting;
+    }
     const tree = this.active.get(job.rootId);
     if (!tree) {
       throw new EnjinError('job_finished', `job ${job.rootId} has already ${job.state === 'succeeded' ? 'succeeded' : 'ended'}; nothing to abort`, { status: 409 });
@@ -172,6 +218,8 @@ export class JobEngine {
   }
 
   async getJob(id: string): Promise<Job> {
+    const queued = this.queued.get(id);
+    if (queued) return queued;
     for (const t of this.active.values()) {
       const j = t.jobs.get(id);
       if (j) return j;
@@ -193,7 +241,8 @@ export class JobEngine {
   async snapshot(id: string, withLogs: boolean): Promise<{ tree: JobTreeView; logsBefore: number }> {
     const job = await this.getJob(id);
     const tree = this.active.get(job.rootId);
-    const jobs = tree ? [...tree.jobs.values()].map((j) => ({ ...j })) : await this.store.getJobTree(job.rootId);
+    const queued = this.queued.get(job.rootId);
+    const jobs = tree ? [...tree.jobs.values()].map((j) => ({ ...j })) : queued ? [{ ...queued }] : await this.store.getJobTree(job.rootId);
     const logs = new Map<string, string[]>();
     // Every line numbered below this is in the batch the flush below writes (or an earlier one).
     const logsBefore = this.logSeq;
@@ -207,15 +256,7 @@ export class JobEngine {
         for (const j of jobs) logs.set(j.id, [...(this.tails.get(j.id) ?? [])]);
       }
     }
-    const views = new Map<string, JobTreeView>(jobs.map((j) => [j.id, { ...j, ...(withLogs ? { log: logs.get(j.id) ?? [] } : {}), children: [] }]));
-    let root: JobTreeView | undefined;
-    for (const v of views.values()) {
-      if (v.parentId && views.has(v.parentId)) views.get(v.parentId)!.children.push(v);
-      else if (v.id === job.rootId) root = v;
-    }
-    for (const v of views.values()) v.children.sort((a, b) => a.position - b.position);
-    if (!root) throw notFound(`job tree ${job.rootId}`);
-    return { tree: root, logsBefore };
+    return { tree: nestTree(jobs, job.rootId, withLogs ? logs : null), logsBefore };
   }
 
   appendLog(jobId: string, line: string): void {

@@ -13,7 +13,8 @@ export interface DestroyAnswer {
   volumesRemoved: Array<{ name: string; dir: string }>;
 }
 
-export async function destroyProject(c: Controller, name: string, volumes: boolean): Promise<DestroyAnswer> {
+/** `force`: the tree does not wait for nodes; one that is unreachable stops the instances when it returns. */
+export async function destroyProject(c: Controller, name: string, volumes: boolean, force = false): Promise<DestroyAnswer> {
   const workspace = c.defaultWorkspace().name;
   const kept = () => heldVolumes(c.state, workspace, name).map((v) => ({ name: v.name, node: v.node, dir: v.dir, sizeBytes: v.sizeBytes }));
   let project;
@@ -26,6 +27,6 @@ export async function destroyProject(c: Controller, name: string, volumes: boole
     return { job: null, volumesKept: [], volumesRemoved: removed.map((v) => ({ name: v.name, dir: v.dir })) };
   }
   if (!project) throw notFound(`project ${name}`);
-  const job = await c.destroy(project, { volumes });
+  const job = await c.destroy(project, { volumes, force });
   return { job, volumesKept: volumes ? [] : kept(), volumesRemoved: [] };
 }
