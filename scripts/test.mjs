@@ -20,8 +20,8 @@ function run(cmd, args) {
 
 // Two files run at a time, unit tests last to fill the gaps. Beside them, in a process of its own, the cluster fault
 // suite: about 4 minutes spent mostly waiting through the outages its issue prescribes (PostgreSQL away for 60 s, a
-// partition of 40 s, NATS away for 30 s), which would otherwise hold one of the two lanes. Its output is printed whole
-// once it ends, after the main run's, so the two reports never interleave.
+// partition of 40 s, NATS away for 30 s), which would otherwise hold one of the two lanes. Its output is kept and
+// printed whole after the main run's, so the two reports never interleave.
 const ASIDE = ['test/cluster-faults.test.ts'];
 const byLength = (a, b) => {
   const rank = (f) => (f.startsWith('test/') ? 0 : 1);
@@ -40,10 +40,16 @@ const mainStatus = await new Promise((resolve) => {
   spawn(process.execPath, [...testArgs, '--test-concurrency=2', ...(asideRun ? main : files)], { stdio: 'inherit' })
     .on('close', (code, signal) => resolve(code ?? (signal ? 1 : 0)));
 });
-const asideStatus = asideRun ? await asideRun : 0;
+let asideStatus = 0;
+if (asideRun) {
+  const done = await asideRun;
+  process.stdout.write(done.out);
+  process.stderr.write(done.err);
+  asideStatus = done.status;
+}
 process.exit(mainStatus !== 0 ? mainStatus : asideStatus);
 
-/** Runs a command with its output kept, and prints it whole when it ends; resolves to its exit status. */
+/** Runs a command with its output kept; resolves to its exit status and output once it ends. */
 function runCollecting(cmd, args) {
   return new Promise((resolve) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -51,10 +57,6 @@ function runCollecting(cmd, args) {
     const err = [];
     child.stdout.on('data', (c) => out.push(c));
     child.stderr.on('data', (c) => err.push(c));
-    child.on('close', (code, signal) => {
-      process.stdout.write(Buffer.concat(out));
-      process.stderr.write(Buffer.concat(err));
-      resolve(code ?? (signal ? 1 : 0));
-    });
+    child.on('close', (code, signal) => resolve({ status: code ?? (signal ? 1 : 0), out: Buffer.concat(out), err: Buffer.concat(err) }));
   });
 }
