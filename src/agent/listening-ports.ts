@@ -1,5 +1,5 @@
-// Which TCP ports an instance's processes listen on, from /proc: for telling a user whose app ignores $PORT what it
-// listens on instead.
+// Which TCP sockets listen where, from /proc: whether the listener on an instance's port is the instance's own (its
+// readiness), and what an app that ignores $PORT listens on instead (for telling its user).
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 
 /** A listening socket: `address` as people write it (`0.0.0.0`, `127.0.0.1`, `[::]`, `[::1]`). */
@@ -60,6 +60,48 @@ export function procAddress(hex: string): string {
   return `[${text}]`;
 }
 
+/** One listening TCP socket as /proc/…/net/tcp{,6} lists it. */
+interface ListenEntry {
+  hexAddress: string;
+  port: number;
+  inode: string;
+}
+
+/** The listening sockets of one network namespace's TCP tables (`/proc/net` or `/proc/PID/net`), IPv4 and IPv6. */
+function listenEntries(netDir: string): ListenEntry[] {
+  const entries: ListenEntry[] = [];
+  for (const table of ['tcp', 'tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(`${netDir}/${table}`, 'utf8');
+    } catch {
+      continue; // no IPv6 on this host (or the process is gone): nothing listens there
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      // f[1] local address:port, f[3] state (0A = LISTEN), f[9] inode
+      if (f.length <= 9 || f[3] !== '0A') continue;
+      const [hexAddress, hexPort] = f[1].split(':');
+      entries.push({ hexAddress, port: parseInt(hexPort, 16), inode: f[9] });
+    }
+  }
+  return entries;
+}
+
+/**
+ * Whether the socket listening on `port` belongs to one of `pids` (every process of the instance, whatever group or
+ * session it moved to: a daemonized child may be the listener). A TCP connect alone cannot tell our instance from
+ * anything else that took the port, and routing to the wrong listener is worse than waiting.
+ * Returns null when /proc cannot say (then the probe alone decides).
+ */
+export function listenerAmong(pids: number[], port: number): boolean | null {
+  const inodes = new Set(listenEntries('/proc/net').filter((e) => e.port === port).map((e) => e.inode));
+  if (inodes.size === 0) return false;
+  const held = socketInodes(pids);
+  for (const inode of held.inodes) if (inodes.has(inode)) return true;
+  return held.readable ? false : null;
+}
+
 /**
  * The TCP sockets `pids` listen on, read from the network namespace of the first of them that is readable; null when
  * /proc cannot say (no /proc, or none of the processes readable).
@@ -76,21 +118,10 @@ export function listeningSockets(pids: number[]): ListeningSocket[] | null {
       return false;
     }
   });
-  for (const table of ['tcp', 'tcp6']) {
-    let text: string;
-    try {
-      text = readFileSync(`/proc/${nsPid}/net/${table}`, 'utf8');
-    } catch {
-      continue; // no IPv6 on this host
-    }
-    for (const line of text.split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      // f[1] local address:port, f[3] state (0A = LISTEN), f[9] inode
-      if (f.length <= 9 || f[3] !== '0A' || !inodes.has(f[9])) continue;
-      const [hexAddress, hexPort] = f[1].split(':');
-      const socket = { address: procAddress(hexAddress), port: parseInt(hexPort, 16) };
-      found.set(`${socket.address}:${socket.port}`, socket);
-    }
+  for (const e of listenEntries(`/proc/${nsPid}/net`)) {
+    if (!inodes.has(e.inode)) continue;
+    const socket = { address: procAddress(e.hexAddress), port: e.port };
+    found.set(`${socket.address}:${socket.port}`, socket);
   }
   return [...found.values()].sort((a, b) => a.port - b.port || a.address.localeCompare(b.address));
 }

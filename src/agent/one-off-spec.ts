@@ -1,7 +1,7 @@
 // What the agent accepts as a one-off run (`enjin run`) from the bus, and the shell command that runs it: checked
 // before any of it reaches a shell or the file system, as instance-spec.ts does for instances.
 import { invalid } from '../core/errors.ts';
-import type { OneOffRunSpec, RunInputMessage } from '../core/messages.ts';
+import type { OneOffRunSpec, RunInputMessage } from '../core/run-messages.ts';
 import { checkId, checkVersion } from './version-spec.ts';
 import { NOT_EXECUTABLE } from './drivers/shell-command.ts';
 

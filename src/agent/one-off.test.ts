@@ -7,7 +7,8 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, wr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MemoryBus } from '../bus/memory.ts';
-import { subjects, type OneOffRunSpec, type RunInputMessage, type RunOutputMessage } from '../core/messages.ts';
+import { subjects } from '../core/messages.ts';
+import type { OneOffRunSpec, RunInputMessage, RunOutputMessage } from '../core/run-messages.ts';
 import { ProcessDriver, isAlive, readProcStat } from './drivers/process.ts';
 import { OneOffRunner } from './one-off.ts';
 import { exitStatus, runCommandLine } from './one-off-spec.ts';

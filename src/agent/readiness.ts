@@ -5,7 +5,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { Driver } from './drivers/driver.ts';
 import { gateCheck, healthCheckOf } from './health-checks.ts';
 import type { ProbeOutcome } from './probe-runner.ts';
-import { listenerAmong } from './probes.ts';
+import { listenerAmong } from './listening-ports.ts';
 import type { Managed, Run } from './supervised-instance.ts';
 
 export type Readiness = 'ready' | 'exited' | 'timeout' | 'cancelled';

@@ -5,7 +5,8 @@
 import type { Bus, Subscription } from '../bus/bus.ts';
 import { EnjinError } from '../core/errors.ts';
 import type { Job } from '../core/model.ts';
-import { RUN_CHUNK_MAX_BYTES, subjects, type AgentReply, type OneOffRunSpec, type RunInputMessage, type RunOutputMessage } from '../core/messages.ts';
+import { subjects, type AgentReply } from '../core/messages.ts';
+import { RUN_CHUNK_MAX_BYTES, type OneOffRunSpec, type RunInputMessage, type RunOutputMessage } from '../core/run-messages.ts';
 import type { RunServerMessage } from '../core/run-protocol.ts';
 import { componentLogger } from '../log/logger.ts';
 import type { JobEngine } from './jobs/engine.ts';

@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import type { Instance, InstanceHealth, InstanceState, Manifest, Node, Project, Version } from '../../core/model.ts';
 import { parseManifest } from '../../core/manifest.ts';
 import { parseProcfile } from '../../core/procfile.ts';
-import { buildRouteTable, generatedNamespaceOwner, routedVersionOnly, type RouteInput } from './build.ts';
+import { buildRouteTable, generatedNamespaceOwner, type RouteInput } from './build.ts';
 
 describe('generatedNamespaceOwner', () => {
   it('gives the project a name under PROJECT.DOMAIN belongs to, wildcards and deeper names included', () => {
@@ -147,7 +147,7 @@ describe('buildRouteTable', () => {
         table.services['default/shop/web'].upstreams.map((u) => [u.instanceId, u.version?.number, u.weight]),
         [['i1', 1, 3], ['i2', 1, 3], ['i3', 2, 1]],
       );
-      assert.deepEqual(build(instances, routedVersionOnly).services['default/shop/web'].upstreams.map((u) => u.instanceId), ['i1', 'i2']);
+      assert.deepEqual(build(instances, (p) => (p.routedVersionId ? [{ versionId: p.routedVersionId }] : [])).services['default/shop/web'].upstreams.map((u) => u.instanceId), ['i1', 'i2']);
       assert.deepEqual(build(instances, () => [{ versionId: 'gone' }]).services, {}, 'a version not known routes nothing');
     });
 

@@ -13,8 +13,8 @@ export interface RouteInput {
   domain: string;
   /**
    * The versions whose instances take a project's requests, the first one's manifest giving the services' names and
-   * timeouts. Absent: the project's routedVersionId alone, weight 1 (what every deploy does today). A rollout routing
-   * old and new versions at once passes both here, with the weight each of their instances gets.
+   * timeouts. Absent: the project's routed version, and while a rollout runs both of its versions
+   * (rollout/routing.ts), canaries weighed to one old instance's share.
    */
   routedVersions?: (project: Project) => readonly RoutedVersion[];
 }
@@ -40,11 +40,6 @@ function weighCanaries(upstreams: Upstream[], canaryVersions: ReadonlySet<string
   const m = upstreams.length - n;
   if (!n || !m || n >= m) return;
   for (const u of upstreams) u.weight = u.version && canaryVersions.has(u.version.id) ? m : m - n;
-}
-
-/** Today's rule: a project routes its routedVersionId only. */
-export function routedVersionOnly(project: Project): RoutedVersion[] {
-  return project.routedVersionId ? [{ versionId: project.routedVersionId }] : [];
 }
 
 /**

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { once } from 'node:events';
-import { listenerAmong } from './probes.ts';
+import { listenerAmong } from './listening-ports.ts';
 
 test('the listener check tells an instance’s own socket from another process on the port', async () => {
   // A foreign listener: this test process.
